@@ -1,0 +1,10 @@
+# CUDA: Hopper only (sm_90a). cudart static, cuBLAS dynamic (present on the GPU machine).
+if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+set(CMAKE_CUDA_ARCHITECTURES 90a)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+add_compile_definitions(PD_WITH_CUDA=1)
