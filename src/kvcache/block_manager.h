@@ -105,7 +105,8 @@ class BlockManager {
   // Creates sequence `seq` holding tokens[0..n): reuses cached full blocks for the longest
   // matching prefix (capped, see top), allocates fresh blocks for the rest. On success the
   // caller must compute KV for tokens [num_cached_tokens, n). Errors: INVALID_ARGUMENT (n == 0),
-  // ALREADY_EXISTS (seq live), RESOURCE_EXHAUSTED (nothing changed; queue or preempt).
+  // ALREADY_EXISTS (seq live), OUT_OF_RANGE (needs more blocks than the whole pool: reject),
+  // RESOURCE_EXHAUSTED (not enough free + cached blocks now; nothing changed: queue or preempt).
   StatusOr<Allocation> AllocateForPrompt(SeqId seq, std::span<const int32_t> tokens);
   // Same without prefix caching (nothing matched, nothing ever registered for these blocks
   // unless CommitFullBlocks is called later): blocks for n tokens.

@@ -1,0 +1,97 @@
+// BlockManager::CheckInvariants: recomputes every count from scratch (tests, debug builds).
+#include <string>
+#include <unordered_set>
+
+#include "kvcache/block_manager.h"
+
+namespace pd {
+namespace {
+
+Status Bad(const std::string& what) { return Internal("BlockManager invariant: " + what); }
+std::string S(int64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+Status BlockManager::CheckInvariants() const {
+  if (static_cast<int>(blocks_.size()) != num_blocks_) return Bad("blocks_ size");
+  // Free extents: inside the pool, all-free blocks, disjoint and maximal, two indexes agree.
+  if (free_by_start_.size() != free_by_len_.size()) return Bad("free index sizes differ");
+  int64_t extent_sum = 0;
+  int64_t prev_end = -2;
+  for (auto [first, len] : free_by_start_) {
+    if (len <= 0 || first < 0 || first + len > num_blocks_) return Bad("extent out of pool");
+    if (first <= prev_end) return Bad("extents overlap or touch at " + S(first));
+    if (free_by_len_.count({len, first}) == 0) return Bad("extent missing from length index");
+    for (BlockId b = first; b < first + len; ++b) {
+      const Block& blk = blocks_[b];
+      if (blk.state != State::kFree || blk.ref != 0 || blk.hashed) {
+        return Bad("block " + S(b) + " in a free extent is not free");
+      }
+    }
+    extent_sum += len;
+    prev_end = first + len;
+  }
+  // Expected refcounts from sequences and leases.
+  std::vector<int32_t> expect(num_blocks_, 0);
+  auto count_holder = [&](const Holder& h, const std::string& who) -> Status {
+    if (static_cast<int>(h.blocks.size()) != BlocksForTokens(h.num_tokens)) {
+      return Bad(who + " has " + S(h.blocks.size()) + " blocks for " + S(h.num_tokens) + " tokens");
+    }
+    if (h.num_hashed < 0 || h.num_hashed > static_cast<int>(h.blocks.size())) {
+      return Bad(who + " num_hashed out of range");
+    }
+    std::unordered_set<BlockId> seen;
+    for (BlockId b : h.blocks) {
+      if (b < 0 || b >= num_blocks_) return Bad(who + " holds bad block id " + S(b));
+      if (!seen.insert(b).second) return Bad(who + " holds block " + S(b) + " twice");
+      ++expect[b];
+    }
+    return OkStatus();
+  };
+  for (const auto& [id, h] : seqs_) PD_RETURN_IF_ERROR(count_holder(h, "sequence " + S(id)));
+  for (const auto& [id, h] : leases_) PD_RETURN_IF_ERROR(count_holder(h, "lease " + S(id)));
+  if (lease_deadlines_.size() != leases_.size()) return Bad("lease deadline index size");
+  for (auto [deadline, id] : lease_deadlines_) {
+    auto it = leases_.find(id);
+    if (it == leases_.end() || it->second.deadline != deadline) return Bad("lease index stale");
+  }
+  // Per-block state, refcount and hash map.
+  int nfree = 0, ncached = 0, nhashed = 0;
+  for (BlockId b = 0; b < num_blocks_; ++b) {
+    const Block& blk = blocks_[b];
+    if (blk.ref != expect[b]) {
+      return Bad("block " + S(b) + " ref " + S(blk.ref) + " but " + S(expect[b]) + " holders");
+    }
+    bool want_in_use = blk.ref > 0;
+    if ((blk.state == State::kInUse) != want_in_use) return Bad("block " + S(b) + " state/ref");
+    if (blk.state == State::kCached && !blk.hashed) return Bad("cached block without hash");
+    nfree += blk.state == State::kFree;
+    ncached += blk.state == State::kCached;
+    if (blk.hashed) {
+      ++nhashed;
+      auto it = cache_.find(blk.hash);
+      if (it == cache_.end() || it->second != b) return Bad("hashed block " + S(b) + " not mapped");
+    }
+  }
+  if (static_cast<size_t>(nhashed) != cache_.size()) return Bad("hash map has stale entries");
+  if (nfree != free_count_ || extent_sum != free_count_) {
+    return Bad("free count " + S(free_count_) + ", states " + S(nfree) + ", extents " +
+               S(extent_sum));
+  }
+  if (ncached != cached_count_) return Bad("cached count");
+  // LRU: a well-linked list of exactly the cached blocks.
+  int walked = 0;
+  int32_t prev = -1;
+  for (int32_t b = lru_head_; b >= 0; b = blocks_[b].lru_next) {
+    if (++walked > cached_count_) return Bad("LRU longer than cached count (cycle?)");
+    if (blocks_[b].state != State::kCached) return Bad("LRU holds non-cached block " + S(b));
+    if (blocks_[b].lru_prev != prev) return Bad("LRU back link at " + S(b));
+    prev = b;
+  }
+  if (walked != cached_count_ || prev != lru_tail_) return Bad("LRU length or tail");
+  int in_use = num_blocks_ - free_count_ - cached_count_;
+  if (in_use < 0) return Bad("negative in-use count");
+  return OkStatus();
+}
+
+}  // namespace pd
