@@ -9,8 +9,13 @@
 //             an LRU and evicted (made free) only when free blocks run out.
 //   free + in_use + cached == total at all times (CheckInvariants()).
 //
-// Contiguity: allocation takes runs of consecutive ids (extend-after-hint, then best fit, then
-// largest runs first), so one request's KV for one layer is few contiguous ranges of the arena.
+// Contiguity: allocation takes runs of consecutive ids: first the run starting right after the
+// holder's last block (so growth extends in place), then best fit (the smallest free run that
+// holds the rest, keeping large runs intact), then largest runs first. A prompt allocated in one
+// call on a fresh pool is one run; on a fragmented one, as few runs as the free extents allow.
+// Growth by AppendSlots that cannot extend in place fills the smallest hole; since the prompt's
+// KV is what crosses the wire, allocate a prompt at once (not chunk by chunk) to keep it
+// contiguous. CoalesceRuns() turns a block table into (first, count) ranges.
 //
 // Prefix hash chain (shared with the router through PrefixBlockHashes()):
 //   h[-1] = seed;   h[i] = HashBlock(h[i-1], tokens[i*B .. (i+1)*B))   for every FULL block i.
