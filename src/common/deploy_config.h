@@ -15,7 +15,7 @@
 //   prefill:
 //     - {name: prefill-0, port: 8101}
 //   decode:
-//     - {name: decode-0, port: 8201, replicas: 2}   # -> decode-0, decode-1 on ports 8201, 8202
+//     - {name: decode, port: 8201, replicas: 2}   # -> decode-0, decode-1 on ports 8201, 8202
 //
 // Unknown keys are errors naming the key path (typos must never be silently ignored).
 // Relative paths (model dirs) are resolved against the working directory of the process.
@@ -66,7 +66,9 @@ struct TimeoutConfig {
 // One prefill or decode daemon.
 struct InstanceConfig {
   InstanceRole role = InstanceRole::kDecode;  // set by the loader from the list it is in
-  std::string name;           // unique; default "<role>-<index>"; `--instance NAME` selects it
+  std::string name;           // unique; default "<role>-<index>"; `--instance NAME` selects it.
+                              // An entry with `replicas: N` (N > 1) expands to NAME-0 .. NAME-N-1
+                              // with port, transport.port (if set) and gpu stepped per replica
   std::string model;          // HF model directory (config.json + *.safetensors [+ tokenizer.json])
   std::string model_name;     // served model name (ListModels, request.model); default: last
                               // path component of `model`
@@ -77,6 +79,7 @@ struct InstanceConfig {
   std::string host = "127.0.0.1";  // gRPC listen/connect address
   int port = 0;               // gRPC port (required, 1..65535)
   KvPoolConfig kv;
+  TransportConfig transport;
   int max_batch_tokens = 2048;      // token budget of one forward (prefill chunks + decode tokens)
   int max_seqs = 64;                // max sequences in one running batch
   int prefill_chunk_tokens = 512;   // max prompt tokens of one sequence per forward (chunked)
