@@ -108,7 +108,8 @@ void BlockManager::InsertFreeRun(BlockId first, int count) {
 }
 
 void BlockManager::TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out) {
-  while (n > free_count_) EvictOne();
+  // Callers check n <= free + cached first; the guards below only prevent UB if they did not.
+  while (n > free_count_ && lru_head_ >= 0) EvictOne();
   auto take_from = [&](std::map<BlockId, int>::iterator it, int take) {
     BlockId start = it->first;
     int len = it->second;
@@ -129,7 +130,7 @@ void BlockManager::TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out) {
     auto it = free_by_start_.find(hint);
     if (it != free_by_start_.end()) n -= take_from(it, std::min(n, it->second));
   }
-  while (n > 0) {
+  while (n > 0 && !free_by_len_.empty()) {
     auto it = free_by_len_.lower_bound({n, INT_MIN});  // best fit
     if (it == free_by_len_.end()) it = std::prev(free_by_len_.end());  // else largest run
     n -= take_from(free_by_start_.find(it->second), std::min(n, it->first));
@@ -277,6 +278,10 @@ Status BlockManager::AppendSlots(SeqId seq, int n) {
   if (n < 0) return InvalidArgument("AppendSlots n=" + Str(n));
   Holder& h = it->second;
   int64_t new_tokens = h.num_tokens + n;
+  if (BlocksForTokens(new_tokens) > num_blocks_) {
+    return OutOfRange("sequence " + Str(seq) + " at " + Str(new_tokens) +
+                      " tokens would exceed the pool of " + Str(num_blocks_) + " blocks");
+  }
   int need = BlocksForTokens(new_tokens) - static_cast<int>(h.blocks.size());
   if (need > 0) {
     if (need > free_count_ + cached_count_) {

@@ -117,7 +117,8 @@ class BlockManager {
   // unless CommitFullBlocks is called later): blocks for n tokens.
   StatusOr<Allocation> Allocate(SeqId seq, int64_t n);
   // Grows `seq` by n token slots, adding blocks when the last one fills. All or nothing:
-  // RESOURCE_EXHAUSTED leaves the sequence unchanged. NOT_FOUND for an unknown seq.
+  // RESOURCE_EXHAUSTED (preempt someone or this seq) and OUT_OF_RANGE (the sequence would need
+  // more than the whole pool: finish it) leave the sequence unchanged. NOT_FOUND: unknown seq.
   Status AppendSlots(SeqId seq, int n);
   // Registers the sequence's full blocks among tokens[0..n) in the prefix cache. Call after
   // their KV is written. `tokens` are the sequence's tokens from position 0 (prompt then

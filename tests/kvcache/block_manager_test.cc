@@ -313,11 +313,20 @@ TEST(BlockManagerTest, ExhaustionIsAStatusAndChangesNothing) {
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(bm.Reserve(Iota(8), 0).status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(bm.Allocate(3, 17).status().code(), StatusCode::kOutOfRange);  // > whole pool
+  EXPECT_EQ(bm.Stats().free_blocks, before.free_blocks);
+  EXPECT_EQ(bm.Stats().in_use_blocks, before.in_use_blocks);
+  EXPECT_EQ(bm.Stats().num_sequences, 1);
+  EXPECT_EQ(bm.Stats().num_leases, 0);
   ASSERT_TRUE(bm.AppendSlots(1, 4).ok());
-  EXPECT_EQ(bm.AppendSlots(1, 1).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(bm.AppendSlots(1, 1).code(), StatusCode::kOutOfRange);  // pool is 4 blocks
   EXPECT_EQ(bm.NumTokens(1), 16);
-  EXPECT_EQ(bm.BlockTable(1)->size(), 4u);
-  EXPECT_EQ(bm.Stats().num_sequences, before.num_sequences);
+  ASSERT_TRUE(bm.Free(1).ok());
+  ASSERT_TRUE(bm.Allocate(1, 8).ok());
+  ASSERT_TRUE(bm.Allocate(2, 8).ok());
+  EXPECT_EQ(bm.AppendSlots(1, 1).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(bm.NumTokens(1), 8);
+  EXPECT_EQ(bm.BlockTable(1)->size(), 2u);
+  EXPECT_EQ(bm.Stats().num_sequences, 2);
   EXPECT_INVARIANTS(bm);
 }
 
