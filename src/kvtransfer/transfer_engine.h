@@ -131,6 +131,7 @@ struct Notification {
 // Engine-wide counters (tests check that failed transfers leave nothing behind).
 struct EngineStats {
   size_t active_transfers = 0;   // posted, not yet released
+  size_t transport_transfers = 0;  // in flight inside the transport (0 when idle)
   size_t pending_notifications = 0;
   size_t connected_paths = 0;
   uint64_t bytes_sent = 0;
