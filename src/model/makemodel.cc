@@ -228,21 +228,27 @@ std::vector<TensorSpec> Specs(const ModelConfig& c) {
   return s;
 }
 
-// Draws a simple progress bar on stderr when the percentage changes.
+// Progress on stderr: a redrawn bar on a terminal, else a line every 10%.
 class ProgressBar {
  public:
+  ProgressBar() : tty_(::isatty(2) != 0) {}
   void Update(uint64_t done, uint64_t total) {
     int pct = total ? static_cast<int>(done * 100 / total) : 100;
-    if (pct == last_) return;
+    if (pct == last_ || (!tty_ && pct % 10 != 0)) return;
     last_ = pct;
-    const int width = 40, filled = pct * width / 100;
-    std::fprintf(stderr, "\r[%s%s] %3d%% %.2f/%.2f GB", std::string(filled, '#').c_str(),
-                 std::string(width - filled, '.').c_str(), pct, done / 1e9, total / 1e9);
-    if (pct == 100) std::fprintf(stderr, "\n");
+    if (tty_) {
+      const int width = 40, filled = pct * width / 100;
+      std::fprintf(stderr, "\r[%s%s] %3d%% %.2f/%.2f GB", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), pct, done / 1e9, total / 1e9);
+      if (pct == 100) std::fprintf(stderr, "\n");
+    } else {
+      std::fprintf(stderr, "pd-makemodel: %3d%% %.2f/%.2f GB\n", pct, done / 1e9, total / 1e9);
+    }
     std::fflush(stderr);
   }
 
  private:
+  bool tty_;
   int last_ = -1;
 };
 
