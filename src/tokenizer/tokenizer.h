@@ -6,7 +6,11 @@
 //   pre_tokenizer: Split (regex, behavior Isolated/Removed...), ByteLevel, Sequence of those.
 //   decoder: ByteLevel (also as a Sequence member).  post_processor: TemplateProcessing,
 //   ByteLevel, Sequence (used only to add BOS/EOS-style tokens when add_special_tokens is true).
-//   added_tokens: matched literally before pre-tokenization (special and non-special).
+//   added_tokens: matched literally (leftmost-longest) before pre-tokenization, special and
+//   non-special alike; normalized=false ones on the raw text, normalized=true ones after the
+//   normalizer. The lstrip/rstrip/single_word options are not supported (load error).
+// Encodings match Hugging Face `tokenizers` byte for byte on the Llama 3 and Qwen3 files
+// (tests/tokenizer, reference from tokenizers 0.23.2). Unicode tables: Unicode 14.
 // Anything else makes FromFile/FromJson fail with INVALID_ARGUMENT/UNIMPLEMENTED naming the
 // unsupported component type.
 //
@@ -48,8 +52,8 @@ class Tokenizer {
   StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens) const;
 
   // Decodes ids into text. Byte sequences that don't form valid UTF-8 (e.g. a prefix cut in the
-  // middle of a character) become U+FFFD, as HF does. Out-of-range id → OUT_OF_RANGE.
-  // skip_special_tokens drops added tokens marked "special".
+  // middle of a character) become U+FFFD, as HF does. Out-of-range id → OUT_OF_RANGE (HF
+  // silently drops it). skip_special_tokens drops added tokens marked "special".
   StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
 
   // Number of ids: max(model vocab id, added token id) + 1.
