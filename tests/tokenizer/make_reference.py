@@ -6,7 +6,7 @@ Usage (on a machine that has `tokenizers`, e.g. the GPU machine):
       --tokenizer qwen3=PATH/qwen3/tokenizer.json --out tests/data/tokenizer/reference.json
 
 The output holds the text set itself, so the C++ test (tests/tokenizer/) needs nothing else:
-  {"tokenizers_version": ..., "texts": [...],
+  {"tokenizers_version": ..., "texts": [...], "unicode": {"classes", "nfc_changes"},
    "encodings": {name: {"plain": [[ids]...], "special": [[ids]...], "decoded": [str...],
                         "decoded_skip": [str...], "prefix_decodes": [{"ids": [...], "text": str}]}}}
 plain = encode(text, add_special_tokens=False), special = add_special_tokens=True,
@@ -109,6 +109,44 @@ def prefix_cases(tok, text):
     return out
 
 
+def unicode_sweep(llama_path, qwen_path):
+    """Character classes as the Llama 3 Split regex (Oniguruma) sees them, and NFC as the Qwen
+    normalizer does it, for every Unicode scalar value. Classes: 1 letter, 2 number, 3 space."""
+    pre = Tokenizer.from_file(llama_path).pre_tokenizer
+    norm = Tokenizer.from_file(qwen_path).normalizer
+
+    def pieces(s):
+        return len(pre.pre_tokenize_str(s))
+
+    def cls(c):
+        if pieces("a" + c) == 1:
+            return 1
+        if pieces("1" + c) == 1:
+            return 2
+        if c in "\r\n" or pieces("!" + c) == 2:
+            return 3
+        return 0
+
+    ranges, nfc = [], []
+    start, cur = 0, cls(chr(0))
+    for cp in range(1, 0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            v = 0
+        else:
+            c = chr(cp)
+            v = cls(c)
+            n = norm.normalize_str(c)
+            if n != c:
+                nfc.append([cp, n])
+        if v != cur:
+            if cur:
+                ranges.append([start, cp - 1, cur])
+            start, cur = cp, v
+    if cur:
+        ranges.append([start, 0x10FFFF, cur])
+    return {"classes": ranges, "nfc_changes": nfc}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokenizer", action="append", required=True, help="name=path")
@@ -128,6 +166,9 @@ def main():
             "plain": plain, "special": special, "decoded": decoded,
             "decoded_skip": decoded_skip, "prefix_decodes": prefix_cases(tok, emoji),
         }
+    paths = dict(spec.split("=", 1) for spec in args.tokenizer)
+    if "llama3" in paths and "qwen3" in paths:
+        result["unicode"] = unicode_sweep(paths["llama3"], paths["qwen3"])
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=True, separators=(",", ":"))
         f.write("\n")

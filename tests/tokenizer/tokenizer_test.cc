@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 namespace pd {
 namespace {
@@ -183,6 +184,48 @@ TEST_P(RealTokenizer, ConcurrentEncodesAgree) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, RealTokenizer, ::testing::Values("llama3", "qwen3"));
+
+// Character classes and NFC of every Unicode scalar value, as HF's Oniguruma regex and NFC
+// normalizer see them (the "unicode" section of reference.json, make_reference.py).
+const json* UnicodeReference() {
+  const json* ref = Reference();
+  return ref && ref->contains("unicode") ? &(*ref)["unicode"] : nullptr;
+}
+
+TEST(UnicodeReference, ClassesMatchHuggingFace) {
+  const json* u = UnicodeReference();
+  if (!u) GTEST_SKIP() << "reference.json has no unicode sweep yet (rerun make_reference.py)";
+  std::vector<uint8_t> want(0x110000, 0);
+  for (const json& r : (*u)["classes"]) {
+    for (uint32_t cp = r[0]; cp <= r[1].get<uint32_t>(); ++cp) want[cp] = r[2].get<uint8_t>();
+  }
+  int bad = 0;
+  for (uint32_t cp = 0; cp < 0x110000; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    if (unicode::ClassOf(cp) != want[cp] && ++bad <= 20) {
+      ADD_FAILURE() << "U+" << std::hex << cp << ": ours " << int(unicode::ClassOf(cp))
+                    << ", HF " << int(want[cp]);
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(UnicodeReference, NfcMatchesHuggingFace) {
+  const json* u = UnicodeReference();
+  if (!u) GTEST_SKIP() << "reference.json has no unicode sweep yet (rerun make_reference.py)";
+  std::unordered_map<uint32_t, std::string> changed;
+  for (const json& c : (*u)["nfc_changes"]) changed[c[0].get<uint32_t>()] = c[1];
+  int bad = 0;
+  for (uint32_t cp = 0; cp < 0x110000; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    std::string s;
+    unicode::AppendUtf8(cp, s);
+    auto it = changed.find(cp);
+    const std::string want = it == changed.end() ? s : it->second;
+    if (unicode::Nfc(s) != want && ++bad <= 20) ADD_FAILURE() << "U+" << std::hex << cp;
+  }
+  EXPECT_EQ(bad, 0);
+}
 
 // Hand-verified ids (published examples for these vocabularies).
 TEST(Llama3, KnownIds) {
