@@ -366,7 +366,8 @@ StatusOr<int> TokenizerVocabSize(const std::string& path) {
     }
   }
   if (max_id < 0) return InvalidArgument(path + ": no token ids in model.vocab or added_tokens");
-  if (max_id >= (1 << 24)) return InvalidArgument(path + ": token id " + std::to_string(max_id) + " is too large");
+  if (max_id >= (1 << 24))
+    return InvalidArgument(path + ": token id " + std::to_string(max_id) + " is too large");
   return static_cast<int>(max_id + 1);
 }
 

@@ -27,8 +27,8 @@ struct MakeModelOptions {
   int layers = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int vocab = 0, max_pos = 0;
   double rope_theta = 0;
-  int sliding_window = -1;  // mistral only; -1 keeps the preset (none)
-  int tie = -1;             // -1 preset, 0 untied, 1 tied
+  int sliding_window = -1;      // mistral only; -1 keeps the preset (none)
+  int tie = -1;                 // -1 preset, 0 untied, 1 tied
   bool attention_bias = false;  // llama / qwen3 attention_bias
   bool mlp_bias = false;        // llama mlp_bias
   std::string tokenizer_path;   // copied to out_dir/tokenizer.json; sets vocab_size

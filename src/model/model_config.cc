@@ -37,7 +37,8 @@ class Fields {
       d = static_cast<double>(i);
     } else if (v.is_number_float()) {
       d = v.get<double>();
-      if (d != std::floor(d)) return InvalidArgument(Name(key) + " must be an integer, got " + v.dump());
+      if (d != std::floor(d))
+        return InvalidArgument(Name(key) + " must be an integer, got " + v.dump());
     } else {
       return InvalidArgument(Name(key) + " must be an integer, got " + v.dump());
     }
@@ -59,7 +60,8 @@ class Fields {
   Status Bool(const char* key, bool* out) const {
     if (!Has(key)) return OkStatus();
     const json& v = j_.at(key);
-    if (!v.is_boolean()) return InvalidArgument(Name(key) + " must be true or false, got " + v.dump());
+    if (!v.is_boolean())
+      return InvalidArgument(Name(key) + " must be true or false, got " + v.dump());
     *out = v.get<bool>();
     return OkStatus();
   }
@@ -180,7 +182,8 @@ Status ParseSlidingWindow(const json& j, ModelConfig* c) {
     }
     if (full > 0) window = 0;
     if (sliding > 0 && window <= 0) {
-      return InvalidArgument("layer_types: sliding_attention layers need a positive sliding_window");
+      return InvalidArgument(
+          "layer_types: sliding_attention layers need a positive sliding_window");
     }
   } else if (window > 0 && (c->arch == Arch::kQwen2 || c->arch == Arch::kQwen3)) {
     // Qwen: layers >= max_window_layers slide, earlier layers attend fully.
@@ -189,9 +192,9 @@ Status ParseSlidingWindow(const json& j, ModelConfig* c) {
     if (max_window_layers >= c->num_layers) {
       window = 0;
     } else if (max_window_layers > 0) {
-      return Unimplemented("use_sliding_window with max_window_layers = " +
-                           std::to_string(max_window_layers) +
-                           " mixes sliding and full attention layers, which is not supported");
+      return Unimplemented(
+          "use_sliding_window with max_window_layers = " + std::to_string(max_window_layers) +
+          " mixes sliding and full attention layers, which is not supported");
     }
   }
   c->sliding_window = window;
@@ -305,9 +308,9 @@ Status ModelConfig::Validate() const {
   PD_RETURN_IF_ERROR(CheckRange("num_attention_heads", num_heads, 1, 4096));
   PD_RETURN_IF_ERROR(CheckRange("num_key_value_heads", num_kv_heads, 1, num_heads));
   if (num_heads % num_kv_heads != 0) {
-    return InvalidArgument("num_attention_heads = " + std::to_string(num_heads) +
-                           " is not a multiple of num_key_value_heads = " +
-                           std::to_string(num_kv_heads));
+    return InvalidArgument(
+        "num_attention_heads = " + std::to_string(num_heads) +
+        " is not a multiple of num_key_value_heads = " + std::to_string(num_kv_heads));
   }
   PD_RETURN_IF_ERROR(CheckRange("head_dim", head_dim, 2, 4096));
   if (head_dim % 2 != 0) {
@@ -332,7 +335,8 @@ Status ModelConfig::Validate() const {
                                   rope_scaling.original_max_position_embeddings, 1, 1 << 30));
   }
   PD_RETURN_IF_ERROR(CheckRange("bos_token_id", bos_token_id, -1, vocab_size - 1));
-  for (int id : eos_token_ids) PD_RETURN_IF_ERROR(CheckRange("eos_token_id", id, 0, vocab_size - 1));
+  for (int id : eos_token_ids)
+    PD_RETURN_IF_ERROR(CheckRange("eos_token_id", id, 0, vocab_size - 1));
   return OkStatus();
 }
 

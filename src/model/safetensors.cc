@@ -5,10 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -38,10 +38,11 @@ Status ParseTensorDType(const std::string& name, DType* out) {
     *out = DType::kBF16;
   } else {
     static const std::set<std::string> kKnown = {
-        "F64", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL",
-        "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"};
+        "F64",  "I64",     "I32",     "I16",     "I8",      "U64",     "U32", "U16", "U8",
+        "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",  "C64"};
     if (kKnown.count(name)) {
-      return Unimplemented("dtype " + Quote(name) + " is not supported (expected F32, F16 or BF16)");
+      return Unimplemented("dtype " + Quote(name) +
+                           " is not supported (expected F32, F16 or BF16)");
     }
     return InvalidArgument("unknown dtype " + Quote(name) + " (expected F32, F16 or BF16)");
   }
@@ -131,9 +132,12 @@ bool FileExists(const std::string& path) {
 
 const char* SafetensorsDTypeName(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
   }
   return "?";
 }
@@ -181,8 +185,8 @@ Status SafetensorsFile::ParseHeader() {
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | base[i];
   if (n > kSafetensorsMaxHeaderBytes) {
-    return InvalidArgument(path_ + ": header length " + std::to_string(n) +
-                           " is absurd (limit " + std::to_string(kSafetensorsMaxHeaderBytes) +
+    return InvalidArgument(path_ + ": header length " + std::to_string(n) + " is absurd (limit " +
+                           std::to_string(kSafetensorsMaxHeaderBytes) +
                            "); not a safetensors file?");
   }
   if (n > size_ - 8) {
@@ -191,7 +195,8 @@ Status SafetensorsFile::ParseHeader() {
   }
   json h;
   try {
-    h = json::parse(reinterpret_cast<const char*>(base + 8), reinterpret_cast<const char*>(base + 8 + n));
+    h = json::parse(reinterpret_cast<const char*>(base + 8),
+                    reinterpret_cast<const char*>(base + 8 + n));
   } catch (const json::exception& e) {
     return InvalidArgument(path_ + ": header is not valid JSON: " + e.what());
   }
@@ -229,8 +234,8 @@ Status ReadIndex(const std::string& index_path, std::map<std::string, std::strin
     }
     std::string shard = it.value().get<std::string>();
     if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
-      return InvalidArgument(index_path + ": weight_map[" + Quote(it.key()) + "] = " +
-                             Quote(shard) + " is not a file name in the model directory");
+      return InvalidArgument(index_path + ": weight_map[" + Quote(it.key()) +
+                             "] = " + Quote(shard) + " is not a file name in the model directory");
     }
     (*weight_map)[it.key()] = shard;
   }
@@ -327,12 +332,14 @@ std::string SafetensorsWriter::HeaderJson() const {
 
 Status SafetensorsWriter::Write(const std::string& path, const FillFn& fill,
                                 const std::function<void(uint64_t, uint64_t)>& progress) const {
-  if (order_.size() != decls_.size()) return FailedPrecondition("SafetensorsWriter: Finish() not called");
+  if (order_.size() != decls_.size())
+    return FailedPrecondition("SafetensorsWriter: Finish() not called");
   std::FILE* out = std::fopen(path.c_str(), "wb");
   if (out == nullptr) return Internal("cannot create " + path + ": " + std::strerror(errno));
   const std::string header = HeaderJson();
   unsigned char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((header.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    len[i] = static_cast<unsigned char>((header.size() >> (8 * i)) & 0xff);
   bool ok = std::fwrite(len, 1, 8, out) == 8 &&
             std::fwrite(header.data(), 1, header.size(), out) == header.size();
   std::vector<unsigned char> buf(8u << 20);

@@ -2,7 +2,8 @@
 // shards of model.safetensors.index.json, and a streaming writer.
 //
 // Format: 8-byte little-endian header length N, N bytes of JSON
-//   {"__metadata__": {...}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]}, ...}
+//   {"__metadata__": {...}, "<name>": {"dtype": "BF16", "shape": [..], "data_offsets": [b, e]},
+//   ...}
 // then the data section; [b, e) are byte offsets relative to the start of the data section.
 #pragma once
 

@@ -27,7 +27,9 @@ struct Expected {
   bool required;
 };
 
-std::string Dim(const char* field, int64_t v) { return std::string(field) + "=" + std::to_string(v); }
+std::string Dim(const char* field, int64_t v) {
+  return std::string(field) + "=" + std::to_string(v);
+}
 
 std::vector<Expected> ExpectedTensors(ModelWeights* w) {
   const ModelConfig& c = w->config;
@@ -46,7 +48,9 @@ std::vector<Expected> ExpectedTensors(ModelWeights* w) {
     LayerWeights& L = w->layers[l];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     auto add = [&](const std::string& n, std::vector<int64_t> shape, const std::string& why,
-                   TensorView* dst) { e.push_back({p + n, std::move(shape), why, dst, true}); };
+                   TensorView* dst) {
+      e.push_back({p + n, std::move(shape), why, dst, true});
+    };
     add("input_layernorm.weight", {h}, sh, &L.input_norm);
     add("post_attention_layernorm.weight", {h}, sh, &L.post_norm);
     add("self_attn.q_proj.weight", {q, h}, sq + ", " + sh, &L.q_proj);
@@ -89,7 +93,8 @@ std::string ExtraHint(const std::string& name, const ModelConfig& c) {
   if (name.find("mlp.") != std::string::npos && name.find(".bias") != std::string::npos) {
     return " (config has mlp_bias=false)";
   }
-  if (name.find("_norm.weight") != std::string::npos && name.find("self_attn.") != std::string::npos) {
+  if (name.find("_norm.weight") != std::string::npos &&
+      name.find("self_attn.") != std::string::npos) {
     return " (q/k norms exist only for Qwen3ForCausalLM)";
   }
   if (name.rfind("model.layers.", 0) == 0) {
@@ -112,8 +117,8 @@ Status Bind(const std::vector<Expected>& expected, const SafetensorsCheckpoint& 
     const SafetensorsTensor& t = *it->second.tensor;
     if (t.shape != x.shape) {
       return InvalidArgument("tensor " + Quote(x.name) + " in " + it->second.file->path() +
-                             " has shape " + ShapeStr(t.shape) + ", expected " +
-                             ShapeStr(x.shape) + " (" + x.why + ")");
+                             " has shape " + ShapeStr(t.shape) + ", expected " + ShapeStr(x.shape) +
+                             " (" + x.why + ")");
     }
     x.dst->dtype = t.dtype;
     x.dst->shape = t.shape;
@@ -124,9 +129,8 @@ Status Bind(const std::vector<Expected>& expected, const SafetensorsCheckpoint& 
     for (const Expected& x : expected) {
       if (x.name == missing[0]) first = &x;
     }
-    std::string more = missing.size() > 1
-                           ? " (and " + std::to_string(missing.size() - 1) + " more missing)"
-                           : "";
+    std::string more =
+        missing.size() > 1 ? " (and " + std::to_string(missing.size() - 1) + " more missing)" : "";
     return InvalidArgument("missing tensor " + Quote(missing[0]) + ", expected shape " +
                            ShapeStr(first->shape) + " in " + ck.source + more);
   }
@@ -141,8 +145,8 @@ void NoteDTypes(const ModelWeights& w, const SafetensorsCheckpoint& ck) {
   if (seen.size() > 1) {
     PD_LOG_WARN("{}: tensors mix several dtypes; backends convert per tensor", ck.source);
   } else if (seen.size() == 1 && *seen.begin() != w.config.dtype) {
-    PD_LOG_INFO("{}: tensors are {} while config.json says {}", ck.source,
-                DTypeName(*seen.begin()), DTypeName(w.config.dtype));
+    PD_LOG_INFO("{}: tensors are {} while config.json says {}", ck.source, DTypeName(*seen.begin()),
+                DTypeName(w.config.dtype));
   }
 }
 

@@ -78,18 +78,21 @@ bool ParseDouble(const std::string& s, double* out) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  pd::MakeModelOptions o;
-  o.progress = true;
-  std::map<std::string, int*> ints = {
-      {"--layers", &o.layers},     {"--hidden", &o.hidden},   {"--intermediate", &o.intermediate},
-      {"--heads", &o.heads},       {"--kv-heads", &o.kv_heads}, {"--head-dim", &o.head_dim},
-      {"--vocab", &o.vocab},       {"--max-pos", &o.max_pos}, {"--sliding-window", &o.sliding_window}};
-  std::map<std::string, std::string*> strs = {
-      {"--out", &o.out_dir}, {"--preset", &o.preset}, {"--arch", &o.arch},
-      {"--tokenizer", &o.tokenizer_path}};
+// Parses argv into `o`. Returns -1 to go on, else the exit code (0 for --help).
+int ParseFlags(int argc, char** argv, pd::MakeModelOptions* o) {
+  std::map<std::string, int*> ints = {{"--layers", &o->layers},
+                                      {"--hidden", &o->hidden},
+                                      {"--intermediate", &o->intermediate},
+                                      {"--heads", &o->heads},
+                                      {"--kv-heads", &o->kv_heads},
+                                      {"--head-dim", &o->head_dim},
+                                      {"--vocab", &o->vocab},
+                                      {"--max-pos", &o->max_pos},
+                                      {"--sliding-window", &o->sliding_window}};
+  std::map<std::string, std::string*> strs = {{"--out", &o->out_dir},
+                                              {"--preset", &o->preset},
+                                              {"--arch", &o->arch},
+                                              {"--tokenizer", &o->tokenizer_path}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -97,17 +100,17 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (a == "--tie" || a == "--no-tie") {
-      o.tie = a == "--tie";
+      o->tie = a == "--tie";
       continue;
     }
     if (a == "--attention-bias" || a == "--mlp-bias" || a == "--quiet") {
-      if (a == "--attention-bias") o.attention_bias = true;
-      if (a == "--mlp-bias") o.mlp_bias = true;
-      if (a == "--quiet") o.progress = false;
+      if (a == "--attention-bias") o->attention_bias = true;
+      if (a == "--mlp-bias") o->mlp_bias = true;
+      if (a == "--quiet") o->progress = false;
       continue;
     }
-    const bool takes_value = ints.count(a) || strs.count(a) || a == "--seed" || a == "--dtype" ||
-                             a == "--rope-theta";
+    const bool takes_value =
+        ints.count(a) || strs.count(a) || a == "--seed" || a == "--dtype" || a == "--rope-theta";
     if (!takes_value) return Fail("unknown flag '" + a + "'");
     if (i + 1 >= argc) return Fail("flag " + a + " needs a value");
     const std::string v = argv[++i];
@@ -116,16 +119,27 @@ int main(int argc, char** argv) {
     } else if (strs.count(a)) {
       *strs[a] = v;
     } else if (a == "--seed") {
-      if (!ParseU64(v, &o.seed)) return Fail("--seed expects a non-negative integer, got '" + v + "'");
+      if (!ParseU64(v, &o->seed))
+        return Fail("--seed expects a non-negative integer, got '" + v + "'");
     } else if (a == "--rope-theta") {
-      if (!ParseDouble(v, &o.rope_theta)) return Fail("--rope-theta expects a positive number, got '" + v + "'");
+      if (!ParseDouble(v, &o->rope_theta))
+        return Fail("--rope-theta expects a positive number, got '" + v + "'");
     } else if (v == "bf16" || v == "fp16" || v == "fp32") {
-      o.dtype = v == "bf16" ? pd::DType::kBF16 : v == "fp16" ? pd::DType::kF16 : pd::DType::kF32;
+      o->dtype = v == "bf16" ? pd::DType::kBF16 : v == "fp16" ? pd::DType::kF16 : pd::DType::kF32;
     } else {
       return Fail("--dtype expects bf16, fp16 or fp32, got '" + v + "'");
     }
   }
-  if (o.out_dir.empty()) return Fail("--out DIR is required");
+  if (o->out_dir.empty()) return Fail("--out DIR is required");
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pd::MakeModelOptions o;
+  o.progress = true;
+  if (int rc = ParseFlags(argc, argv, &o); rc >= 0) return rc;
   auto cfg = pd::MakeModelConfig(o);
   if (!cfg.ok()) return Fail(cfg.status().message());
   const auto t0 = std::chrono::steady_clock::now();
@@ -134,8 +148,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pd-makemodel: %s\n", s.ToString().c_str());
     return 1;
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const pd::ModelConfig& c = *cfg;
   std::fprintf(stderr,
                "pd-makemodel: wrote %s (%s, %d layers, hidden %d, heads %d/%d, head_dim %d, vocab "

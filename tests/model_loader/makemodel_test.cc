@@ -100,10 +100,10 @@ TEST(MakeModelTest, EveryArchAndDtypeLoads) {
     bool attention_bias, mlp_bias;
     int window;
   };
-  for (const Case& k : {Case{"llama", DType::kF32, true, true, -1},
-                        Case{"mistral", DType::kF16, false, false, 16},
-                        Case{"qwen2", DType::kBF16, false, false, -1},
-                        Case{"qwen3", DType::kBF16, true, false, -1}}) {
+  for (const Case& k :
+       {Case{"llama", DType::kF32, true, true, -1}, Case{"mistral", DType::kF16, false, false, 16},
+        Case{"qwen2", DType::kBF16, false, false, -1},
+        Case{"qwen3", DType::kBF16, true, false, -1}}) {
     SCOPED_TRACE(k.arch);
     testing::TempDir dir;
     MakeModelOptions o;
@@ -240,9 +240,9 @@ TEST(MakeModelTest, TokenizerSetsVocabAndSpecialIds) {
   EXPECT_EQ(testing::ReadBytes(o.out_dir + "/tokenizer.json"), tok.dump());
   EXPECT_TRUE(LoadModelWeights(o.out_dir).ok());
   // Unigram vocab (array) counts by position; --vocab may only grow it.
-  json uni = {{"model", {{"type", "Unigram"},
-                         {"vocab", json::array({json::array({"a", -1.0}),
-                                                json::array({"b", -2.0})})}}}};
+  json uni = {{"model",
+               {{"type", "Unigram"},
+                {"vocab", json::array({json::array({"a", -1.0}), json::array({"b", -2.0})})}}}};
   testing::WriteBytes(dir / "uni.json", uni.dump());
   auto un = TokenizerVocabSize(dir / "uni.json");
   ASSERT_TRUE(un.ok()) << un.status().ToString();
@@ -274,7 +274,7 @@ TEST(MakeModelCliTest, FlagsAndExitCodes) {
   EXPECT_EQ(RunCli("--layers 2"), 2);  // no --out
   EXPECT_FALSE(std::filesystem::exists(dir / "config.json"));
   EXPECT_EQ(RunCli("--out " + (dir / "m") + " --arch qwen3 --layers 2 --hidden 64 --heads 4 " +
-                "--kv-heads 2 --head-dim 32 --vocab 300 --dtype fp16 --seed 3 --no-tie"),
+                   "--kv-heads 2 --head-dim 32 --vocab 300 --dtype fp16 --seed 3 --no-tie"),
             0);
   auto w = LoadModelWeights(dir / "m");
   ASSERT_TRUE(w.ok()) << w.status().ToString();

@@ -1,7 +1,8 @@
 // config.json parsing: the golden configs (4.x and 5.x spellings) and every rejection path.
+#include "model/model_config.h"
+
 #include <gtest/gtest.h>
 
-#include "model/model_config.h"
 #include "test_util.h"
 
 namespace pd {
@@ -160,9 +161,9 @@ TEST(ModelConfigTest, Transformers4RopeSpellings) {
 
 TEST(ModelConfigTest, Llama3RopeParameters5x) {
   json j = Base();
-  j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 32.0},
-                          {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
-                          {"original_max_position_embeddings", 8192}};
+  j["rope_parameters"] = {{"rope_type", "llama3"},   {"rope_theta", 500000.0},
+                          {"factor", 32.0},          {"low_freq_factor", 1.0},
+                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
   auto c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_DOUBLE_EQ(c->rope_theta, 500000.0);
@@ -259,11 +260,14 @@ TEST(ModelConfigTest, OutOfRangeFieldsAreNamed) {
     json value;
   };
   const std::vector<Case> cases = {
-      {"hidden_size", 0},          {"vocab_size", -5},          {"num_hidden_layers", 0},
-      {"num_attention_heads", 0},  {"num_key_value_heads", 3},  {"head_dim", 15},
-      {"rms_norm_eps", -1.0},      {"rms_norm_eps", 0.0},       {"intermediate_size", 0},
-      {"max_position_embeddings", 0}, {"num_hidden_layers", 1e12}, {"vocab_size", "abc"},
-      {"hidden_size", 64.5},       {"tie_word_embeddings", "yes"}, {"num_key_value_heads", 8},
+      {"hidden_size", 0},          {"vocab_size", -5},
+      {"num_hidden_layers", 0},    {"num_attention_heads", 0},
+      {"num_key_value_heads", 3},  {"head_dim", 15},
+      {"rms_norm_eps", -1.0},      {"rms_norm_eps", 0.0},
+      {"intermediate_size", 0},    {"max_position_embeddings", 0},
+      {"num_hidden_layers", 1e12}, {"vocab_size", "abc"},
+      {"hidden_size", 64.5},       {"tie_word_embeddings", "yes"},
+      {"num_key_value_heads", 8},
   };
   for (const Case& k : cases) {
     json j = Base();

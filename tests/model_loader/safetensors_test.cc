@@ -143,7 +143,8 @@ TEST_F(CorruptTest, BadDtypes) {
 }
 
 TEST_F(CorruptTest, TruncatedFileNamesATensor) {
-  std::string bytes = testing::ReadBytes(testing::GoldenDir("llama_gqa_tied") + "/model.safetensors");
+  std::string bytes =
+      testing::ReadBytes(testing::GoldenDir("llama_gqa_tied") + "/model.safetensors");
   testing::WriteBytes(path_, bytes.substr(0, bytes.size() - 100));
   Status s = OpenStatus();
   ExpectMessage(s, StatusCode::kDataLoss, {path_, "tensor '", "truncated"});
@@ -173,7 +174,8 @@ TEST(SafetensorsWriterTest, MixedDtypesRoundTripAligned) {
   EXPECT_EQ(w.data_bytes(), 6u + 16u);
   ASSERT_TRUE(w.Write(dir / "x.safetensors", [](size_t t, uint64_t off, void* buf, size_t n) {
                  auto* p = static_cast<unsigned char*>(buf);
-                 for (size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(t * 100 + off + i);
+                 for (size_t i = 0; i < n; ++i)
+                   p[i] = static_cast<unsigned char>(t * 100 + off + i);
                }).ok());
   auto raw = testing::ReadRaw(dir / "x.safetensors");
   EXPECT_EQ((8 + raw.header_len) % 8, 0u);
@@ -192,13 +194,14 @@ TEST(SafetensorsWriterTest, MixedDtypesRoundTripAligned) {
 class ShardTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto all = testing::ReadRaw(testing::GoldenDir("llama_gqa_tied") + "/model.safetensors").Tensors();
+    auto all =
+        testing::ReadRaw(testing::GoldenDir("llama_gqa_tied") + "/model.safetensors").Tensors();
     testing::CopyDir(testing::GoldenDir("llama_gqa_tied"), dir_.path());
     std::remove((dir_ / "model.safetensors").c_str());
     int i = 0;
     for (auto& [name, t] : all) {
-      const char* shard = (i++ % 2) ? "model-00002-of-00002.safetensors"
-                                    : "model-00001-of-00002.safetensors";
+      const char* shard =
+          (i++ % 2) ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
       shards_[shard][name] = t;
       index_["weight_map"][name] = shard;
     }

@@ -88,7 +88,9 @@ void WriteRaw(const std::string& path, const std::map<std::string, RawTensor>& t
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [name, t] : tensors) {
       if ((t.dtype == "F32") != (pass == 0)) continue;
-      h[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+      h[name] = {{"dtype", t.dtype},
+                 {"shape", t.shape},
+                 {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
       data += t.bytes;
     }
   }

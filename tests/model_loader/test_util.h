@@ -17,9 +17,9 @@ inline std::string GoldenDir(const std::string& name) {
   return std::string(PD_TEST_DATA_DIR) + "/golden/" + name;
 }
 inline const std::vector<std::string>& GoldenNames() {
-  static const std::vector<std::string> kNames = {
-      "llama3_scaled_mqa_v4cfg", "llama_bias_linear", "llama_gqa_tied",
-      "mistral_window",          "qwen2_bias_tied",   "qwen3_qknorm"};
+  static const std::vector<std::string> kNames = {"llama3_scaled_mqa_v4cfg", "llama_bias_linear",
+                                                  "llama_gqa_tied",          "mistral_window",
+                                                  "qwen2_bias_tied",         "qwen3_qknorm"};
   return kNames;
 }
 

@@ -150,7 +150,8 @@ TEST_F(BrokenModelTest, ExtraTensor) {
 
 TEST_F(BrokenModelTest, ExtraLayer) {
   Use("mistral_window");
-  tensors_["model.layers.2.input_layernorm.weight"] = tensors_.at("model.layers.0.input_layernorm.weight");
+  tensors_["model.layers.2.input_layernorm.weight"] =
+      tensors_.at("model.layers.0.input_layernorm.weight");
   Rewrite();
   ExpectMessage(LoadStatus(), StatusCode::kInvalidArgument,
                 {"model.layers.2.input_layernorm.weight", "num_hidden_layers=2"});
@@ -221,8 +222,7 @@ TEST_F(BrokenModelTest, BiasTheConfigTurnsOff) {
 TEST_F(BrokenModelTest, UnsupportedArchitecture) {
   Use("llama_gqa_tied");
   testing::EditConfig(dir_.path(), [](json& j) { j["architectures"] = {"PhiForCausalLM"}; });
-  ExpectMessage(LoadStatus(), StatusCode::kUnimplemented,
-                {"PhiForCausalLM", dir_ / "config.json"});
+  ExpectMessage(LoadStatus(), StatusCode::kUnimplemented, {"PhiForCausalLM", dir_ / "config.json"});
 }
 
 TEST_F(BrokenModelTest, OutOfRangeConfigField) {
