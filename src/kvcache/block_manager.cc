@@ -108,8 +108,6 @@ void BlockManager::InsertFreeRun(BlockId first, int count) {
 }
 
 void BlockManager::TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out) {
-  // Callers check n <= free + cached first; the guards below only prevent UB if they did not.
-  while (n > free_count_ && lru_head_ >= 0) EvictOne();
   auto take_from = [&](std::map<BlockId, int>::iterator it, int take) {
     BlockId start = it->first;
     int len = it->second;
@@ -126,12 +124,24 @@ void BlockManager::TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out) {
     free_count_ -= take;
     return take;
   };
-  if (n > 0 && hint >= 0 && hint < num_blocks_) {
+  // 1. Extend in place after the hint, evicting old cached blocks in the way.
+  while (n > 0 && hint >= 0 && hint < num_blocks_) {
     auto it = free_by_start_.find(hint);
-    if (it != free_by_start_.end()) n -= take_from(it, std::min(n, it->second));
+    if (it != free_by_start_.end()) {
+      int took = take_from(it, std::min(n, it->second));
+      n -= took;
+      hint += took;
+    } else if (n > free_count_ && Evictable(hint)) {  // an eviction is due anyway
+      EvictBlock(hint);
+    } else {
+      break;
+    }
   }
+  // 2. Evict what is missing as runs, then best fit / largest runs first.
+  // Callers check n <= free + cached first; the guards only prevent UB if they did not.
+  if (n > free_count_) EvictRuns(n - free_count_);
   while (n > 0 && !free_by_len_.empty()) {
-    auto it = free_by_len_.lower_bound({n, INT_MIN});  // best fit
+    auto it = free_by_len_.lower_bound({n, INT_MIN});                  // best fit
     if (it == free_by_len_.end()) it = std::prev(free_by_len_.end());  // else largest run
     n -= take_from(free_by_start_.find(it->second), std::min(n, it->first));
   }
@@ -140,6 +150,7 @@ void BlockManager::TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out) {
 // ---- LRU of cached blocks ------------------------------------------------------------------
 
 void BlockManager::LruPushBack(BlockId b) {
+  blocks_[b].stamp = next_stamp_++;
   blocks_[b].lru_prev = lru_tail_;
   blocks_[b].lru_next = -1;
   if (lru_tail_ >= 0) {
@@ -165,13 +176,42 @@ void BlockManager::LruRemove(BlockId b) {
   blk.lru_prev = blk.lru_next = -1;
 }
 
-void BlockManager::EvictOne() {
-  BlockId b = lru_head_;
+bool BlockManager::Evictable(BlockId b) const {
+  if (blocks_[b].state != State::kCached) return false;
+  uint64_t head = blocks_[lru_head_].stamp;
+  return blocks_[b].stamp - head <= static_cast<uint64_t>((next_stamp_ - head) * evict_window_);
+}
+
+void BlockManager::EvictBlock(BlockId b) {
   LruRemove(b);
   --cached_count_;
   cache_.erase(blocks_[b].hash);
   ++evicted_blocks_;
   InsertFreeRun(b, 1);
+}
+
+void BlockManager::EvictRuns(int count) {
+  while (count > 0 && lru_head_ >= 0) {
+    BlockId b = lru_head_;
+    EvictBlock(b);
+    --count;
+    // Grow the free run now holding b with old cached neighbours on either side.
+    while (count > 0) {
+      auto run = std::prev(free_by_start_.upper_bound(b));
+      BlockId lo = run->first - 1;
+      BlockId hi = run->first + run->second;
+      // Downward first: chains are laid out ascending and cached tail-first, so the block below
+      // is usually the parent LRU would evict next; the block above may head another chain.
+      if (lo >= 0 && Evictable(lo)) {
+        EvictBlock(lo);
+      } else if (hi < num_blocks_ && Evictable(hi)) {
+        EvictBlock(hi);
+      } else {
+        break;
+      }
+      --count;
+    }
+  }
 }
 
 void BlockManager::Acquire(BlockId b) {
@@ -305,8 +345,8 @@ Status BlockManager::CommitFullBlocks(SeqId seq, std::span<const int32_t> tokens
   }
   int full = static_cast<int>(tokens.size() / block_size_);
   for (int i = h.num_hashed; i < full; ++i) {
-    uint64_t hash = HashBlock(h.last_hash, tokens.data() + static_cast<size_t>(i) * block_size_,
-                              block_size_);
+    uint64_t hash =
+        HashBlock(h.last_hash, tokens.data() + static_cast<size_t>(i) * block_size_, block_size_);
     Block& blk = blocks_[h.blocks[i]];
     if (!blk.hashed && cache_.try_emplace(hash, h.blocks[i]).second) {
       blk.hashed = true;
@@ -353,8 +393,8 @@ Status BlockManager::Commit(LeaseId lease, SeqId seq, int64_t now) {
   auto it = leases_.find(lease);
   if (it == leases_.end()) return NotFound("lease " + Str(lease));
   if (now > it->second.deadline) {
-    std::string msg = "lease " + Str(lease) + " expired at " + Str(it->second.deadline) +
-                      ", now " + Str(now);
+    std::string msg =
+        "lease " + Str(lease) + " expired at " + Str(it->second.deadline) + ", now " + Str(now);
     PD_RETURN_IF_ERROR(Cancel(lease));
     return DeadlineExceeded(msg);
   }

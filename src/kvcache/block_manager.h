@@ -11,11 +11,15 @@
 //
 // Contiguity: allocation takes runs of consecutive ids: first the run starting right after the
 // holder's last block (so growth extends in place), then best fit (the smallest free run that
-// holds the rest, keeping large runs intact), then largest runs first. A prompt allocated in one
-// call on a fresh pool is one run; on a fragmented one, as few runs as the free extents allow.
-// Growth by AppendSlots that cannot extend in place fills the smallest hole; since the prompt's
-// KV is what crosses the wire, allocate a prompt at once (not chunk by chunk) to keep it
-// contiguous. CoalesceRuns() turns a block table into (first, count) ranges.
+// holds the rest, keeping large runs intact), then largest runs first. When free blocks run
+// out, eviction is near-LRU (see set_evict_window) so that the evicted blocks form runs. A
+// prompt allocated in one call on a fresh pool is one run; on a fragmented one, as few runs as
+// the free extents allow. Growth by AppendSlots that cannot extend in place fills the smallest
+// hole; since the prompt's KV is what crosses the wire, allocate a prompt at once (not chunk by
+// chunk) to keep it contiguous. CoalesceRuns() turns a block table into (first, count) ranges.
+// Known limit: a pool kept full while many sequences decode interleaves their growth blocks,
+// and that fragmentation recycles into later prompts (simulated: ~1.2 blocks per run); only
+// moving KV (compaction) would undo it. Transfers then post one range per block.
 //
 // Prefix hash chain (shared with the router through PrefixBlockHashes()):
 //   h[-1] = seed;   h[i] = HashBlock(h[i-1], tokens[i*B .. (i+1)*B))   for every FULL block i.
@@ -84,7 +88,7 @@ struct BlockManagerStats {
   int total_blocks = 0;
   int free_blocks = 0;
   int in_use_blocks = 0;
-  int cached_blocks = 0;          // refcount 0, hashed, evictable
+  int cached_blocks = 0;  // refcount 0, hashed, evictable
   int num_sequences = 0;
   int num_leases = 0;
   int64_t prefix_query_tokens = 0;  // prompt tokens seen by AllocateForPrompt/Reserve
@@ -105,6 +109,14 @@ class BlockManager {
   int BlocksForTokens(int64_t n) const;
   // Blocks an allocation may use right now: free + evictable cached.
   int NumAvailableBlocks() const { return free_count_ + cached_count_; }
+  // Eviction window in [0, 1]: when an allocation must evict, it takes the LRU head and may also
+  // take cached blocks adjacent to the run it forms (or right after the holder's last block) if
+  // they lie in the oldest `window` fraction of the LRU's age range, so evicted space comes back
+  // as contiguous runs. 0 = strict LRU. Default 0.25. The number of evicted blocks is the same
+  // as strict LRU; only which ones changes. Measured on a churn simulation (multi-turn reuse,
+  // 20k-block pool): fresh prompt blocks per run 1.4 -> 14.5 at 0.25 with prefix hit rate
+  // 35.3% -> 34.9%; 0.5: 27.6 blocks/run, 34.2%.
+  void set_evict_window(double window) { evict_window_ = window < 0 ? 0 : window > 1 ? 1 : window; }
 
   // --- Sequences ---------------------------------------------------------------------------
   // Creates sequence `seq` holding tokens[0..n): reuses cached full blocks for the longest
@@ -169,21 +181,25 @@ class BlockManager {
     int32_t lru_prev = -1;  // valid while cached
     int32_t lru_next = -1;
     uint64_t hash = 0;
+    uint64_t stamp = 0;  // LRU insertion order while cached
   };
   // Blocks and chain state owned by one sequence or lease.
   struct Holder {
     std::vector<BlockId> blocks;
     int64_t num_tokens = 0;
-    int num_hashed = 0;          // leading blocks already registered (or matched)
-    uint64_t last_hash = 0;      // chain hash of block num_hashed-1 (seed when 0)
-    int64_t deadline = 0;        // leases only
+    int num_hashed = 0;      // leading blocks already registered (or matched)
+    uint64_t last_hash = 0;  // chain hash of block num_hashed-1 (seed when 0)
+    int64_t deadline = 0;    // leases only
   };
 
   StatusOr<Holder> AllocateHolder(std::span<const int32_t> tokens, int64_t n, bool use_cache);
   void ReleaseHolder(Holder& h);
   // Takes n blocks (n <= available), appending to out; prefers ids starting at hint.
   void TakeBlocks(int n, BlockId hint, std::vector<BlockId>& out);
-  void EvictOne();
+  // Evicts `count` cached blocks: the LRU head, then cached neighbours within the window.
+  void EvictRuns(int count);
+  void EvictBlock(BlockId b);
+  bool Evictable(BlockId b) const;               // cached and within the eviction window
   void InsertFreeRun(BlockId first, int count);  // merges with neighbours
   void EraseFreeRun(std::map<BlockId, int>::iterator it);
   void LruPushBack(BlockId b);
@@ -196,12 +212,14 @@ class BlockManager {
   int block_size_;
   uint64_t seed_;
   std::vector<Block> blocks_;
-  std::map<BlockId, int> free_by_start_;          // first id -> run length
+  std::map<BlockId, int> free_by_start_;           // first id -> run length
   std::set<std::pair<int, BlockId>> free_by_len_;  // (run length, first id)
   int free_count_ = 0;
   int cached_count_ = 0;
   int32_t lru_head_ = -1;  // oldest cached block (evicted first)
   int32_t lru_tail_ = -1;
+  uint64_t next_stamp_ = 0;
+  double evict_window_ = 0.25;
   std::unordered_map<uint64_t, BlockId> cache_;  // chain hash -> block
   std::unordered_map<SeqId, Holder> seqs_;
   std::unordered_map<LeaseId, Holder> leases_;

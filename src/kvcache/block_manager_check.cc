@@ -86,6 +86,7 @@ Status BlockManager::CheckInvariants() const {
     if (++walked > cached_count_) return Bad("LRU longer than cached count (cycle?)");
     if (blocks_[b].state != State::kCached) return Bad("LRU holds non-cached block " + S(b));
     if (blocks_[b].lru_prev != prev) return Bad("LRU back link at " + S(b));
+    if (prev >= 0 && blocks_[prev].stamp >= blocks_[b].stamp) return Bad("LRU stamps out of order");
     prev = b;
   }
   if (walked != cached_count_ || prev != lru_tail_) return Bad("LRU length or tail");

@@ -27,7 +27,9 @@ struct Held {
 class Harness {
  public:
   Harness(uint64_t seed, int num_blocks, int bs)
-      : bm_(num_blocks, bs, seed), bs_(bs), arena_(static_cast<size_t>(num_blocks) * bs, -1),
+      : bm_(num_blocks, bs, seed),
+        bs_(bs),
+        arena_(static_cast<size_t>(num_blocks) * bs, -1),
         rng_(seed) {
     for (int d = 0; d < 4; ++d) {
       std::vector<int32_t> doc(40);
@@ -57,8 +59,10 @@ class Harness {
 
   std::map<BlockId, int> Refs() const {
     std::map<BlockId, int> refs;
-    for (const auto& [id, h] : seqs_) for (BlockId b : h.table) ++refs[b];
-    for (const auto& [id, h] : leases_) for (BlockId b : h.table) ++refs[b];
+    for (const auto& [id, h] : seqs_)
+      for (BlockId b : h.table) ++refs[b];
+    for (const auto& [id, h] : leases_)
+      for (BlockId b : h.table) ++refs[b];
     return refs;
   }
 
@@ -249,11 +253,12 @@ class Harness {
   size_t expired_ = 0;
 };
 
-class StressTest : public ::testing::TestWithParam<std::tuple<uint64_t, int, int>> {};
+class StressTest : public ::testing::TestWithParam<std::tuple<uint64_t, int, int, double>> {};
 
 TEST_P(StressTest, RandomOpsAgainstModel) {
-  auto [seed, num_blocks, bs] = GetParam();
+  auto [seed, num_blocks, bs, window] = GetParam();
   Harness h(seed, num_blocks, bs);
+  h.bm_.set_evict_window(window);
   for (int i = 0; i < 4000; ++i) {
     h.Step();
     h.Verify();
@@ -274,10 +279,11 @@ TEST_P(StressTest, RandomOpsAgainstModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Pools, StressTest,
-                         ::testing::Values(std::make_tuple(1u, 48, 4), std::make_tuple(2u, 48, 4),
-                                           std::make_tuple(3u, 160, 1),
-                                           std::make_tuple(4u, 12, 16),
-                                           std::make_tuple(5u, 96, 2)));
+                         ::testing::Values(std::make_tuple(1u, 48, 4, 0.25),
+                                           std::make_tuple(2u, 48, 4, 0.0),
+                                           std::make_tuple(3u, 160, 1, 1.0),
+                                           std::make_tuple(4u, 12, 16, 0.25),
+                                           std::make_tuple(5u, 96, 2, 0.5)));
 
 }  // namespace
 }  // namespace pd

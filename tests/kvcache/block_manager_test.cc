@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -24,10 +25,10 @@ std::vector<int32_t> Head(const std::vector<int32_t>& v, int n) {
   return std::vector<int32_t>(v.begin(), v.begin() + n);
 }
 
-#define EXPECT_INVARIANTS(bm)                          \
-  do {                                                 \
-    Status s_ = (bm).CheckInvariants();                \
-    EXPECT_TRUE(s_.ok()) << s_.ToString();             \
+#define EXPECT_INVARIANTS(bm)              \
+  do {                                     \
+    Status s_ = (bm).CheckInvariants();    \
+    EXPECT_TRUE(s_.ok()) << s_.ToString(); \
   } while (0)
 
 TEST(BlockManagerTest, AllocFreeAndStats) {
@@ -129,7 +130,7 @@ TEST(BlockManagerTest, HitNeverCoversWholePrompt) {
   std::vector<int32_t> a = Iota(16);
   ASSERT_TRUE(bm.AllocateForPrompt(1, Concat(a, {99})).ok());
   ASSERT_TRUE(bm.CommitFullBlocks(1, a).ok());
-  EXPECT_EQ(bm.MatchPrefixLength(a), 12);       // 16 tokens: cap at floor(15/4) = 3 blocks
+  EXPECT_EQ(bm.MatchPrefixLength(a), 12);  // 16 tokens: cap at floor(15/4) = 3 blocks
   EXPECT_EQ(bm.MatchPrefixLength(Head(a, 13)), 12);
   EXPECT_EQ(bm.MatchPrefixLength(Head(a, 12)), 8);
   EXPECT_EQ(bm.MatchPrefixLength(Concat(a, {5})), 16);
@@ -220,7 +221,9 @@ TEST(PrefixHashTest, RouterScoreEqualsManagerMatch) {
 
 TEST(BlockManagerTest, LruEvictsOldestAndTailBlocksFirst) {
   BlockManager bm(8, 2);
-  auto prompt = [](int32_t base) { return std::vector<int32_t>{base, base + 1, base + 2, base + 3}; };
+  auto prompt = [](int32_t base) {
+    return std::vector<int32_t>{base, base + 1, base + 2, base + 3};
+  };
   auto publish = [&](SeqId id, int32_t base) {  // 2 full blocks, then released into the cache
     std::vector<int32_t> p = prompt(base);
     ASSERT_TRUE(bm.AllocateForPrompt(id, p).ok());
@@ -255,6 +258,44 @@ TEST(BlockManagerTest, LruEvictsOldestAndTailBlocksFirst) {
   EXPECT_EQ(probe(10), 4);
   EXPECT_EQ(bm.Stats().cached_blocks, 2);
   EXPECT_INVARIANTS(bm);
+}
+
+TEST(BlockManagerTest, NearLruEvictionFormsRuns) {
+  // 64 one-block sequences released in an order scattered over the ids: strict LRU hands a new
+  // 16-block prompt 16 scattered blocks; the default window evicts as many, in fewer runs.
+  auto scattered_pool = [](double window) {
+    auto bm = std::make_unique<BlockManager>(64, 1);
+    bm->set_evict_window(window);
+    for (SeqId i = 0; i < 64; ++i) {
+      std::vector<int32_t> t = {static_cast<int32_t>(i)};
+      EXPECT_TRUE(bm->Allocate(i, 1).ok());
+      EXPECT_TRUE(bm->CommitFullBlocks(i, t).ok());
+    }
+    for (SeqId i = 0; i < 64; ++i) EXPECT_TRUE(bm->Free((i * 37) % 64).ok());
+    EXPECT_EQ(bm->Stats().cached_blocks, 64);
+    return bm;
+  };
+  auto strict = scattered_pool(0.0);
+  auto near = scattered_pool(0.5);
+  auto a = strict->Allocate(100, 16);
+  auto b = near->Allocate(100, 16);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(strict->Stats().evicted_blocks, 16);
+  EXPECT_EQ(near->Stats().evicted_blocks, 16);
+  EXPECT_EQ(CountRuns(a->blocks), 16);
+  EXPECT_LE(CountRuns(b->blocks), 10);  // 9: runs only from old-half neighbours
+  EXPECT_INVARIANTS(*strict);
+  EXPECT_INVARIANTS(*near);
+  // Strict LRU evicted exactly the 16 oldest; near-LRU only blocks from the older half.
+  for (SeqId i = 0; i < 16; ++i) {
+    EXPECT_EQ(
+        strict->MatchPrefixLength(std::vector<int32_t>{static_cast<int32_t>((i * 37) % 64), 0}), 0);
+  }
+  for (SeqId i = 32; i < 64; ++i) {
+    EXPECT_EQ(near->MatchPrefixLength(std::vector<int32_t>{static_cast<int32_t>((i * 37) % 64), 0}),
+              1)
+        << "a block from the younger half was evicted";
+  }
 }
 
 TEST(BlockManagerTest, LeasesCommitCancelExpire) {
@@ -335,7 +376,7 @@ TEST(BlockManagerTest, PrefixHitsAreNotEvictedForTheirOwnAllocation) {
   std::vector<int32_t> p = {1, 2, 3, 4, 5, 6};
   ASSERT_TRUE(bm.AllocateForPrompt(1, p).ok());
   ASSERT_TRUE(bm.CommitFullBlocks(1, p).ok());
-  ASSERT_TRUE(bm.Free(1).ok());   // 3 cached
+  ASSERT_TRUE(bm.Free(1).ok());         // 3 cached
   ASSERT_TRUE(bm.Allocate(9, 2).ok());  // 1 in use, 1 free
   // 10 tokens = 5 blocks, 2 hits, 3 fresh; available = 1 free + 1 evictable: must fail cleanly.
   std::vector<int32_t> q = {1, 2, 3, 4, 0, 0, 0, 0, 0, 0};
