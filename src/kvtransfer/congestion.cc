@@ -34,7 +34,8 @@ class SwiftCc final : public CongestionControl {
     rtt_.Add(rtt_ns);
     const int64_t now = clock_.NowNs();
     const double acked = static_cast<double>(bytes);
-    if (rtt_ns < target_ns_) {
+    const int64_t target = EffectiveTarget();
+    if (rtt_ns < target) {
       // Additive increase: ai chunks per window's worth of ACKs (per ACK when below one chunk).
       if (cwnd_ >= chunk_) {
         cwnd_ += p_.additive_increase * chunk_ * acked / cwnd_;
@@ -42,7 +43,7 @@ class SwiftCc final : public CongestionControl {
         cwnd_ += p_.additive_increase * acked * (cwnd_ / chunk_);
       }
     } else if (now - last_decrease_ns_ >= rtt_.srtt()) {
-      const double excess = static_cast<double>(rtt_ns - target_ns_) / static_cast<double>(rtt_ns);
+      const double excess = static_cast<double>(rtt_ns - target) / static_cast<double>(rtt_ns);
       const double factor = std::max(1.0 - p_.beta * excess, 1.0 - p_.max_mdf);
       cwnd_ *= factor;
       last_decrease_ns_ = now;
@@ -66,6 +67,11 @@ class SwiftCc final : public CongestionControl {
   int64_t srtt_ns() const override { return rtt_.srtt(); }
 
  private:
+  int64_t EffectiveTarget() const {
+    if (p_.relative_target_factor <= 0 || reference_ns_ <= 0) return target_ns_;
+    return std::max(target_ns_,
+                    static_cast<int64_t>(p_.relative_target_factor * static_cast<double>(reference_ns_)));
+  }
   CcParams p_;
   double chunk_;
   const Clock& clock_;
@@ -81,14 +87,20 @@ class TimelyCc final : public CongestionControl {
  public:
   TimelyCc(const CcParams& p, uint64_t chunk, const Clock& clock)
       : p_(p), chunk_(static_cast<double>(chunk)), clock_(clock),
-        line_rate_(p.link_gbps * 1e9 / 8), rate_(line_rate_ / 2), delta_(line_rate_ / 100) {}
+        line_rate_(p.link_gbps * 1e9 / 8), rate_(line_rate_ / 2), delta_(line_rate_ / 50),
+        t_low_(static_cast<double>(SwiftTargetNs(p, chunk))),
+        t_high_(t_low_ + p.timely_t_high_us * 1e3) {}
 
   void OnSend(uint64_t bytes) override { last_send_ns_ = clock_.NowNs(); }
 
   void OnAck(uint64_t bytes, int64_t rtt_ns) override {
     if (rtt_ns <= 0) rtt_ns = 1;
     rtt_.Add(rtt_ns);
-    const double t_low = p_.base_target_us * 1e3, t_high = p_.timely_t_high_us * 1e3;
+    double t_low = t_low_;
+    if (p_.relative_target_factor > 0 && reference_ns_ > 0) {
+      t_low = std::max(t_low, p_.relative_target_factor * static_cast<double>(reference_ns_));
+    }
+    const double t_high = t_low + (t_high_ - t_low_);
     const double rtt = static_cast<double>(rtt_ns);
     if (prev_rtt_ > 0) {
       const double diff = rtt - prev_rtt_;
@@ -135,6 +147,7 @@ class TimelyCc final : public CongestionControl {
   double chunk_;
   const Clock& clock_;
   double line_rate_, rate_, delta_;
+  double t_low_, t_high_;  // thresholds include the chunk's serialisation time, as Swift's target
   double prev_rtt_ = 0, rtt_diff_ = 0;
   int hai_count_ = 0;
   SrttFilter rtt_;

@@ -8,6 +8,7 @@
 //     per smoothed RTT. Below one chunk the path sends one chunk every srtt * chunk / cwnd.
 //   Timely: rate-based on the RTT gradient (low/high thresholds, HAI), paced.
 //   None: unlimited window, no pacing (the kernel's TCP CC alone).
+// Both delay-based algorithms use a relative target as well (see SetReferenceRttNs).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,14 @@ class CongestionControl {
   virtual double cwnd_bytes() const = 0;
   // Smoothed RTT in ns (0 before the first sample).
   virtual int64_t srtt_ns() const = 0;
+  // The smoothed RTT of the peer's best path. With relative_target_factor f > 0 the delay
+  // target becomes max(target, f * reference): congestion that every path shares (incast)
+  // cannot be routed around, so the path keeps its share (the kernel's CC arbitrates) instead
+  // of yielding to loss-based flows until it starves.
+  virtual void SetReferenceRttNs(int64_t ref_ns) { reference_ns_ = ref_ns; }
+
+ protected:
+  int64_t reference_ns_ = 0;
 };
 
 // Factory: `chunk_bytes` is the path's chunk size (the unit of windows and serialisation term).

@@ -30,15 +30,11 @@ int PathSelector::Pick(const std::vector<bool>& eligible) {
     if (eligible[static_cast<size_t>(i)]) cand.push_back(i);
   }
   if (cand.empty()) return -1;
-  if (policy_ == PathPolicy::kRoundRobin) {
-    for (int k = 0; k < num_paths(); ++k) {
-      const int i = (rr_next_ + k) % num_paths();
-      if (eligible[static_cast<size_t>(i)]) {
-        rr_next_ = (i + 1) % num_paths();
-        return i;
-      }
-    }
-    return -1;
+  if (policy_ == PathPolicy::kRoundRobin) {  // strict rotation: wait for the path whose turn it is
+    if (!eligible[static_cast<size_t>(rr_next_)]) return -1;
+    const int i = rr_next_;
+    rr_next_ = (rr_next_ + 1) % num_paths();
+    return i;
   }
   if (cand.size() == 1) return cand[0];
   std::uniform_int_distribution<size_t> d(0, cand.size() - 1);

@@ -2,7 +2,9 @@
 //   kPowerOfTwo: sample two eligible paths at random, take the one with the lower smoothed RTT.
 //     A path whose last sample is older than `stale_ns` counts as its best (minimum) RTT, so a
 //     path that once looked slow is probed again instead of being starved of samples forever.
-//   kRoundRobin: the next eligible path after the previous pick.
+//   kRoundRobin: strict rotation (naive spraying): chunk k goes to path k mod N; when that path
+//     may not send yet, nothing is sent (Pick returns -1) - the baseline that waits for the
+//     slowest path.
 #pragma once
 
 #include <cstdint>

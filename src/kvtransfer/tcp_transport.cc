@@ -420,6 +420,7 @@ bool TcpTransport::SchedulePeer(PeerId id, Peer& p) {
     }
     if (!any) return true;
     const int path = p.selector->Pick(eligible);
+    if (path < 0) return true;  // strict round robin: the path whose turn it is must drain first
     EmitChunk(p, p.paths[static_cast<size_t>(path)], x);
     if (!peers_.count(id)) return false;
   }

@@ -226,8 +226,19 @@ void TcpTransport::OnChunkAcked(Conn* c, uint64_t chunk_id, int64_t ts_ns) {
   const int64_t now = NowNs();
   int64_t rtt = now - ts_ns;  // the receiver echoed our send timestamp
   if (ts_ns <= 0 || rtt <= 0 || rtt > 60'000'000'000) rtt = now - rec.sent_ns;
+  if (auto p = peers_.find(c->peer); p != peers_.end()) {
+    p->second.selector->OnRtt(c->path, rtt);
+    int64_t best = 0;  // the best path's smoothed RTT: the reference of the relative target
+    for (const Conn* q : p->second.paths) {
+      const int64_t s = q && q->state == ConnState::kReady ? q->cc->srtt_ns() : 0;
+      if (s > 0 && (best == 0 || s < best)) best = s;
+    }
+    if (best == 0) best = rtt;
+    for (Conn* q : p->second.paths) {
+      if (q) q->cc->SetReferenceRttNs(best);
+    }
+  }
   c->cc->OnAck(rec.bytes, rtt);
-  if (auto p = peers_.find(c->peer); p != peers_.end()) p->second.selector->OnRtt(c->path, rtt);
   if (auto x = xfers_.find(rec.xfer); x != xfers_.end()) {
     x->second.acked += rec.bytes;
     MaybeComplete(rec.xfer);

@@ -81,7 +81,11 @@ struct CcParams {
   double min_cwnd_chunks = 0.05;   // below 1 chunk the path is paced
   double max_cwnd_chunks = 64;
   double init_cwnd_chunks = 4;
-  // Timely thresholds (µs); Timely uses base_target_us as its low threshold too.
+  // Relative target: the delay target is at least this times the smoothed RTT of the peer's
+  // best path (0 = off). Keeps a share when every path is congested (incast) rather than
+  // yielding to loss-based competitors; with one path it leaves the kernel's CC in charge.
+  double relative_target_factor = 1.5;
+  // Timely: low threshold = Swift's target (above), high threshold = low + timely_t_high_us.
   double timely_t_high_us = 3000;
 };
 

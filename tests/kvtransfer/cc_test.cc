@@ -108,6 +108,28 @@ TEST(SwiftTest, RecoversAfterCongestionClears) {
   EXPECT_GE(cc->cwnd_bytes(), static_cast<double>(kChunk));
 }
 
+TEST(SwiftTest, RelativeTargetHoldsShareWhenEveryPathIsCongested) {
+  ManualClock clock(1'000'000);
+  CcParams p = SwiftParams();
+  p.relative_target_factor = 1.5;
+  auto shared = MakeCongestionControl(p, kChunk, clock);
+  shared->SetReferenceRttNs(6'000'000);  // the best path is as slow: 6 ms
+  const double w0 = shared->cwnd_bytes();
+  shared->OnAck(kChunk, 7'000'000);  // 7 ms: above the 3.45 ms target, below 1.5 x 6 ms
+  EXPECT_GT(shared->cwnd_bytes(), w0);
+  // A path much slower than the best one still backs off.
+  auto slow = MakeCongestionControl(p, kChunk, clock);
+  slow->SetReferenceRttNs(2'000'000);
+  slow->OnAck(kChunk, 7'000'000);
+  EXPECT_LT(slow->cwnd_bytes(), w0);
+  // factor 0: absolute target only.
+  p.relative_target_factor = 0;
+  auto abs = MakeCongestionControl(p, kChunk, clock);
+  abs->SetReferenceRttNs(6'000'000);
+  abs->OnAck(kChunk, 7'000'000);
+  EXPECT_LT(abs->cwnd_bytes(), w0);
+}
+
 TEST(TimelyTest, RateRisesOnFallingRttAndFallsAboveHighThreshold) {
   ManualClock clock(1'000'000);
   CcParams p = SwiftParams();
@@ -161,12 +183,14 @@ TEST(PathSelectorTest, OnlyEligiblePathsAndStaleProbe) {
   EXPECT_EQ(sel.Pick({true, true, false}), 0);   // path 0 gets probed again
 }
 
-TEST(PathSelectorTest, RoundRobinSkipsIneligible) {
+TEST(PathSelectorTest, RoundRobinWaitsForThePathWhoseTurnItIs) {
   ManualClock clock;
   PathSelector sel(PathPolicy::kRoundRobin, 4, clock);
   EXPECT_EQ(sel.Pick({true, true, true, true}), 0);
   EXPECT_EQ(sel.Pick({true, true, true, true}), 1);
-  EXPECT_EQ(sel.Pick({true, false, false, true}), 3);
+  EXPECT_EQ(sel.Pick({true, false, false, true}), -1);  // path 2's turn, not ready: wait
+  EXPECT_EQ(sel.Pick({false, false, true, false}), 2);
+  EXPECT_EQ(sel.Pick({true, true, true, true}), 3);
   EXPECT_EQ(sel.Pick({true, true, true, true}), 0);
 }
 
