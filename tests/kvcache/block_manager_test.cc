@@ -298,6 +298,24 @@ TEST(BlockManagerTest, NearLruEvictionFormsRuns) {
   }
 }
 
+TEST(BlockManagerTest, GrowthEvictsTheOldBlockRightAfterItsTail) {
+  auto run = [](double window) {
+    BlockManager bm(8, 1);
+    bm.set_evict_window(window);
+    for (SeqId i = 0; i < 8; ++i) {
+      EXPECT_TRUE(bm.Allocate(i, 1).ok());
+      EXPECT_TRUE(bm.CommitFullBlocks(i, std::vector<int32_t>{static_cast<int32_t>(i)}).ok());
+    }
+    for (SeqId i : {5, 1, 2, 3, 4, 6, 7}) EXPECT_TRUE(bm.Free(i).ok());  // LRU head: block 5
+    EXPECT_TRUE(bm.AppendSlots(0, 1).ok());
+    EXPECT_EQ(bm.Stats().evicted_blocks, 1);
+    EXPECT_TRUE(bm.CheckInvariants().ok());
+    return *bm.BlockTable(0);
+  };
+  EXPECT_EQ(run(0.0), (std::vector<BlockId>{0, 5}));   // strict LRU
+  EXPECT_EQ(run(0.25), (std::vector<BlockId>{0, 1}));  // block 1 is second oldest: in window
+}
+
 TEST(BlockManagerTest, LeasesCommitCancelExpire) {
   BlockManager bm(16, 4);
   std::vector<int32_t> p = Iota(10);
