@@ -54,27 +54,49 @@ std::string BytesToByteLevel(std::string_view bytes) {
 
 // ---- added tokens -------------------------------------------------------------------------
 
-void AddedTokenMatcher::Add(std::string content, int32_t id) {
+int32_t AddedTokenMatcher::Child(int32_t node, unsigned char b) const {
+  for (const auto& [byte, child] : nodes_[node].next) {
+    if (byte == b) return child;
+  }
+  return -1;
+}
+
+void AddedTokenMatcher::Add(const std::string& content, int32_t id) {
   if (content.empty()) return;
   first_byte_[static_cast<unsigned char>(content[0])] = true;
-  tokens_.emplace_back(std::move(content), id);
-  std::stable_sort(tokens_.begin(), tokens_.end(), [](const auto& a, const auto& b) {
-    return a.first.size() > b.first.size();
-  });
+  int32_t node = 0;
+  for (char c : content) {
+    const auto b = static_cast<unsigned char>(c);
+    int32_t child = Child(node, b);
+    if (child < 0) {
+      child = static_cast<int32_t>(nodes_.size());
+      nodes_[node].next.emplace_back(b, child);
+      nodes_.emplace_back();
+    }
+    node = child;
+  }
+  nodes_[node].token = id;
 }
 
 bool AddedTokenMatcher::Find(std::string_view s, size_t pos, size_t* begin, size_t* len,
                              int32_t* id) const {
   for (size_t i = pos; i < s.size(); ++i) {
     if (!first_byte_[static_cast<unsigned char>(s[i])]) continue;
-    std::string_view rest = s.substr(i);
-    for (const auto& [content, tid] : tokens_) {
-      if (rest.starts_with(content)) {
-        *begin = i;
-        *len = content.size();
-        *id = tid;
-        return true;
+    int32_t node = 0, best = -1;
+    size_t best_len = 0;
+    for (size_t j = i; j < s.size(); ++j) {
+      node = Child(node, static_cast<unsigned char>(s[j]));
+      if (node < 0) break;
+      if (nodes_[node].token >= 0) {
+        best = nodes_[node].token;
+        best_len = j + 1 - i;
       }
+    }
+    if (best >= 0) {
+      *begin = i;
+      *len = best_len;
+      *id = best;
+      return true;
     }
   }
   return false;

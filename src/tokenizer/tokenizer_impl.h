@@ -20,18 +20,22 @@ struct AddedToken {
   bool normalized = false;
 };
 
-// Literal matcher for added tokens: leftmost, then longest match.
+// Literal matcher for added tokens: leftmost, then longest match (a byte trie).
 class AddedTokenMatcher {
  public:
-  void Add(std::string content, int32_t id);
-  bool empty() const { return tokens_.empty(); }
+  void Add(const std::string& content, int32_t id);
+  bool empty() const { return nodes_.size() <= 1; }
   // Finds the leftmost-longest token occurrence in s at or after pos.
   bool Find(std::string_view s, size_t pos, size_t* begin, size_t* len, int32_t* id) const;
 
  private:
+  struct Node {
+    std::vector<std::pair<unsigned char, int32_t>> next;  // byte -> child node
+    int32_t token = -1;                                    // id if a token ends here
+  };
+  int32_t Child(int32_t node, unsigned char b) const;
   std::array<bool, 256> first_byte_{};
-  // (content, id), sorted by descending length so the first hit at a position is the longest.
-  std::vector<std::pair<std::string, int32_t>> tokens_;
+  std::vector<Node> nodes_ = std::vector<Node>(1);  // node 0 is the root
 };
 
 class TokenizerImpl {

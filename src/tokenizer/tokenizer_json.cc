@@ -115,8 +115,7 @@ Status LoadDecoder(const json& d) {
   return Unsupported("decoder", type);
 }
 
-// Reads model.vocab and model.merges into the id tables and the BPE model.
-Status LoadModel(const json& m, int32_t max_added_id, TokenizerImpl& t) {
+Status CheckBpeOptions(const json& m) {
   const std::string type = TypeOf(m);
   if (type != "BPE") return Unsupported("model", type);
   if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() > 0) {
@@ -127,13 +126,17 @@ Status LoadModel(const json& m, int32_t max_added_id, TokenizerImpl& t) {
     return Unsupported("BPE option", "continuing_subword_prefix");
   }
   if (!IsNullOrEmpty(m, "end_of_word_suffix")) return Unsupported("BPE option", "end_of_word_suffix");
-  const json& vocab = m.at("vocab");
+  return OkStatus();
+}
+
+// Fills the per-id tables from model.vocab; by_bytes maps raw token bytes to ids.
+Status LoadVocab(const json& vocab, int32_t max_added_id, TokenizerImpl& t,
+                 tok::BytesToId& by_bytes) {
   int32_t max_id = max_added_id;
   for (const auto& [tok, id] : vocab.items()) max_id = std::max(max_id, id.get<int32_t>());
   t.id_bytes.assign(max_id + 1, std::string());
   t.id_token.assign(max_id + 1, std::string());
   t.id_special.assign(max_id + 1, 0);
-  tok::BytesToId by_bytes;
   by_bytes.reserve(vocab.size());
   t.token_to_id.reserve(vocab.size() + 512);
   std::string raw;
@@ -149,12 +152,11 @@ Status LoadModel(const json& m, int32_t max_added_id, TokenizerImpl& t) {
       t.id_bytes[id] = tok;  // the ByteLevel decoder passes such tokens through unchanged
     }
   }
-  std::array<int32_t, 256> byte_ids;
-  for (int b = 0; b < 256; ++b) {
-    auto it = by_bytes.find(std::string(1, static_cast<char>(b)));
-    byte_ids[b] = it == by_bytes.end() ? -1 : it->second;
-  }
-  const json& merges = m.at("merges");
+  return OkStatus();
+}
+
+// Builds the merge table; merges are "a b" strings or ["a", "b"] pairs, rank = position.
+StatusOr<tok::MergeTable> LoadMerges(const json& merges, const tok::BytesToId& token_to_id) {
   tok::MergeTable table;
   table.Reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
@@ -172,12 +174,26 @@ Status LoadModel(const json& m, int32_t max_added_id, TokenizerImpl& t) {
       a = mj.at(0);
       b = mj.at(1);
     }
-    auto ia = t.token_to_id.find(a), ib = t.token_to_id.find(b), im = t.token_to_id.find(a + b);
-    if (ia == t.token_to_id.end() || ib == t.token_to_id.end() || im == t.token_to_id.end()) {
+    auto ia = token_to_id.find(a), ib = token_to_id.find(b), im = token_to_id.find(a + b);
+    if (ia == token_to_id.end() || ib == token_to_id.end() || im == token_to_id.end()) {
       return InvalidArgument("tokenizer.json: merge '" + a + " " + b + "' uses a token not in vocab");
     }
     table.Insert(ia->second, ib->second, static_cast<int32_t>(rank), im->second);
   }
+  return table;
+}
+
+// Reads the BPE model (vocab, merges, options) into the id tables and t.bpe.
+Status LoadModel(const json& m, int32_t max_added_id, TokenizerImpl& t) {
+  PD_RETURN_IF_ERROR(CheckBpeOptions(m));
+  tok::BytesToId by_bytes;
+  PD_RETURN_IF_ERROR(LoadVocab(m.at("vocab"), max_added_id, t, by_bytes));
+  std::array<int32_t, 256> byte_ids;
+  for (int b = 0; b < 256; ++b) {
+    auto it = by_bytes.find(std::string(1, static_cast<char>(b)));
+    byte_ids[b] = it == by_bytes.end() ? -1 : it->second;
+  }
+  PD_ASSIGN_OR_RETURN(tok::MergeTable table, LoadMerges(m.at("merges"), t.token_to_id));
   tok::BpeModel::Config cfg;
   cfg.ignore_merges = m.value("ignore_merges", false);
   cfg.fuse_unk = m.value("fuse_unk", false);
