@@ -11,7 +11,8 @@
 //       [--kernel-cc cubic] [--chunk BYTES] [--tag T]
 //       Runs the arms interleaved, N rounds; prints one JSON line per run. Arms:
 //       single (1 connection, no host CC), rr (4 paths round robin, no host CC),
-//       swift (4 paths, power of two, Swift), timely (4 paths, power of two, Timely).
+//       swift (4 paths, power of two, Swift), timely (4 paths, power of two, Timely),
+//       swift-rF (Swift with relative_target_factor F), swift-abs (Swift, absolute target only).
 //   kvtransfer_bench rawsink --port P [--log FILE]      counts received bytes every 10 ms
 //   kvtransfer_bench rawsend --to IP:PORT [--mbps R] [--cc cubic] [--conns N] [--seconds S]
 //       bulk TCP sender (background flows; R = 0: unlimited). With --seconds prints goodput.
@@ -166,7 +167,7 @@ int RawSend(const std::map<std::string, std::string>& f) {
   for (int i = 0; i < conns; ++i) {
     ts.emplace_back([&, i] {
       const int fd = ConnectTo(Get(f, "to", "127.0.0.1:9000"), Get(f, "cc", ""));
-      std::vector<char> buf(64 << 10, static_cast<char>(i));
+      std::vector<char> buf(mbps > 0 ? (64 << 10) : (1 << 20), static_cast<char>(i));
       const double per_conn_bps = mbps * 1e6 / 8 / conns;
       uint64_t mine = 0;
       while (!g_stop && (seconds == 0 || NowNs() - t0 < seconds * 1e9)) {
@@ -250,6 +251,12 @@ EngineOptions ArmOptions(const std::string& arm, const std::map<std::string, std
     o.path_policy = PathPolicy::kRoundRobin;
   } else if (arm == "timely") {
     o.cc.algorithm = CcAlgorithm::kTimely;
+  } else if (arm.rfind("swift-r", 0) == 0) {  // e.g. swift-r3: relative target factor 3
+    o.cc.algorithm = CcAlgorithm::kSwift;
+    o.cc.relative_target_factor = std::stod(arm.substr(7));
+  } else if (arm == "swift-abs") {  // absolute Swift target only
+    o.cc.algorithm = CcAlgorithm::kSwift;
+    o.cc.relative_target_factor = 0;
   } else {
     o.cc.algorithm = CcAlgorithm::kSwift;
   }
@@ -291,8 +298,9 @@ int Send(const std::map<std::string, std::string>& f) {
     auto& e = *engines.back();
     if (!e.RegisterArena({mem.data(), mem.size()}).ok() || !e.Start().ok()) return 1;
     auto p = e.LoadRemoteMetadata(blob);
-    if (!p.ok() || !e.Connect(*p).ok()) {
-      fprintf(stderr, "connect failed: %s\n", p.status().ToString().c_str());
+    const pd::Status st = p.ok() ? e.Connect(*p) : p.status();
+    if (!st.ok()) {
+      fprintf(stderr, "connect failed: %s\n", st.ToString().c_str());
       return 1;
     }
     peers.push_back(*p);

@@ -29,7 +29,7 @@ for c in 1 4; do
   ip netns exec kvxv_A "$BENCH" rawsend --to 10.95.0.2:9000 --conns $c --seconds 2
 done
 rm -f "$OUT/meta"
-ip netns exec kvxv_B "$BENCH" serve --listen 0.0.0.0 --arena "$PAYLOAD" --meta "$OUT/meta" & PIDS+=($!)
+ip netns exec kvxv_B "$BENCH" serve --listen 0.0.0.0 --advertise 10.95.0.2 --arena "$PAYLOAD" --meta "$OUT/meta" & PIDS+=($!)
 while [ ! -s "$OUT/meta" ]; do sleep 0.1; done
 for chunk in 64K 256K 1M; do
   ip netns exec kvxv_A "$BENCH" send --meta "$OUT/meta" --arms single,swift --runs "$RUNS" \
