@@ -205,6 +205,9 @@ class BlockManager {
   void LruPushBack(BlockId b);
   void LruRemove(BlockId b);
   void Acquire(BlockId b);
+  Status CheckExtents() const;  // parts of CheckInvariants
+  Status CheckHolders(std::vector<int32_t>* expect) const;
+  Status CheckLru() const;
   // Matched cached block ids for tokens (capped), with the chain hash of the last one.
   std::vector<BlockId> MatchBlocks(std::span<const int32_t> tokens, uint64_t* last_hash) const;
 

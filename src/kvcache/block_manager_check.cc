@@ -12,9 +12,8 @@ std::string S(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
-Status BlockManager::CheckInvariants() const {
-  if (static_cast<int>(blocks_.size()) != num_blocks_) return Bad("blocks_ size");
-  // Free extents: inside the pool, all-free blocks, disjoint and maximal, two indexes agree.
+// Free extents: inside the pool, all-free blocks, disjoint and maximal, both indexes agree.
+Status BlockManager::CheckExtents() const {
   if (free_by_start_.size() != free_by_len_.size()) return Bad("free index sizes differ");
   int64_t extent_sum = 0;
   int64_t prev_end = -2;
@@ -31,8 +30,15 @@ Status BlockManager::CheckInvariants() const {
     extent_sum += len;
     prev_end = first + len;
   }
-  // Expected refcounts from sequences and leases.
-  std::vector<int32_t> expect(num_blocks_, 0);
+  if (extent_sum != free_count_) {
+    return Bad("free count " + S(free_count_) + " but extents hold " + S(extent_sum));
+  }
+  return OkStatus();
+}
+
+// Holders are well formed; *expect receives the number of holders of every block.
+Status BlockManager::CheckHolders(std::vector<int32_t>* expect) const {
+  expect->assign(num_blocks_, 0);
   auto count_holder = [&](const Holder& h, const std::string& who) -> Status {
     if (static_cast<int>(h.blocks.size()) != BlocksForTokens(h.num_tokens)) {
       return Bad(who + " has " + S(h.blocks.size()) + " blocks for " + S(h.num_tokens) + " tokens");
@@ -44,7 +50,7 @@ Status BlockManager::CheckInvariants() const {
     for (BlockId b : h.blocks) {
       if (b < 0 || b >= num_blocks_) return Bad(who + " holds bad block id " + S(b));
       if (!seen.insert(b).second) return Bad(who + " holds block " + S(b) + " twice");
-      ++expect[b];
+      ++(*expect)[b];
     }
     return OkStatus();
   };
@@ -55,6 +61,29 @@ Status BlockManager::CheckInvariants() const {
     auto it = leases_.find(id);
     if (it == leases_.end() || it->second.deadline != deadline) return Bad("lease index stale");
   }
+  return OkStatus();
+}
+
+// LRU: a well-linked list of exactly the cached blocks, oldest first.
+Status BlockManager::CheckLru() const {
+  int walked = 0;
+  int32_t prev = -1;
+  for (int32_t b = lru_head_; b >= 0; b = blocks_[b].lru_next) {
+    if (++walked > cached_count_) return Bad("LRU longer than cached count (cycle?)");
+    if (blocks_[b].state != State::kCached) return Bad("LRU holds non-cached block " + S(b));
+    if (blocks_[b].lru_prev != prev) return Bad("LRU back link at " + S(b));
+    if (prev >= 0 && blocks_[prev].stamp >= blocks_[b].stamp) return Bad("LRU stamps disordered");
+    prev = b;
+  }
+  if (walked != cached_count_ || prev != lru_tail_) return Bad("LRU length or tail");
+  return OkStatus();
+}
+
+Status BlockManager::CheckInvariants() const {
+  if (static_cast<int>(blocks_.size()) != num_blocks_) return Bad("blocks_ size");
+  PD_RETURN_IF_ERROR(CheckExtents());
+  std::vector<int32_t> expect;
+  PD_RETURN_IF_ERROR(CheckHolders(&expect));
   // Per-block state, refcount and hash map.
   int nfree = 0, ncached = 0, nhashed = 0;
   for (BlockId b = 0; b < num_blocks_; ++b) {
@@ -62,8 +91,7 @@ Status BlockManager::CheckInvariants() const {
     if (blk.ref != expect[b]) {
       return Bad("block " + S(b) + " ref " + S(blk.ref) + " but " + S(expect[b]) + " holders");
     }
-    bool want_in_use = blk.ref > 0;
-    if ((blk.state == State::kInUse) != want_in_use) return Bad("block " + S(b) + " state/ref");
+    if ((blk.state == State::kInUse) != (blk.ref > 0)) return Bad("block " + S(b) + " state/ref");
     if (blk.state == State::kCached && !blk.hashed) return Bad("cached block without hash");
     nfree += blk.state == State::kFree;
     ncached += blk.state == State::kCached;
@@ -74,25 +102,10 @@ Status BlockManager::CheckInvariants() const {
     }
   }
   if (static_cast<size_t>(nhashed) != cache_.size()) return Bad("hash map has stale entries");
-  if (nfree != free_count_ || extent_sum != free_count_) {
-    return Bad("free count " + S(free_count_) + ", states " + S(nfree) + ", extents " +
-               S(extent_sum));
-  }
+  if (nfree != free_count_) return Bad("free count " + S(free_count_) + ", states " + S(nfree));
   if (ncached != cached_count_) return Bad("cached count");
-  // LRU: a well-linked list of exactly the cached blocks.
-  int walked = 0;
-  int32_t prev = -1;
-  for (int32_t b = lru_head_; b >= 0; b = blocks_[b].lru_next) {
-    if (++walked > cached_count_) return Bad("LRU longer than cached count (cycle?)");
-    if (blocks_[b].state != State::kCached) return Bad("LRU holds non-cached block " + S(b));
-    if (blocks_[b].lru_prev != prev) return Bad("LRU back link at " + S(b));
-    if (prev >= 0 && blocks_[prev].stamp >= blocks_[b].stamp) return Bad("LRU stamps out of order");
-    prev = b;
-  }
-  if (walked != cached_count_ || prev != lru_tail_) return Bad("LRU length or tail");
-  int in_use = num_blocks_ - free_count_ - cached_count_;
-  if (in_use < 0) return Bad("negative in-use count");
-  return OkStatus();
+  if (num_blocks_ - free_count_ - cached_count_ < 0) return Bad("negative in-use count");
+  return CheckLru();
 }
 
 }  // namespace pd
