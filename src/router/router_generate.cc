@@ -1,0 +1,193 @@
+// The Generate flow: check -> pick D -> reserve -> decide -> prefill on P (retry, fallback) or
+// on D -> stream D's tokens to the client. See docs/request-flow.md.
+#include "common/logging.h"
+#include "router/router_impl.h"
+
+namespace pd::router {
+
+grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                                  grpc::ServerWriter<v1::GenerateResponse>* w) {
+  Call c;
+  c.ctx = ctx;
+  c.req = req;
+  c.w = w;
+  c.t0 = Clock::now();
+  PromptInput in;
+  in.model = req->model();
+  in.is_text = req->has_text() || !req->has_token_ids();
+  in.text = req->text();
+  in.ids.assign(req->token_ids().ids().begin(), req->token_ids().ids().end());
+  in.max_tokens = req->max_tokens();
+  auto prep = PrepareRequest(models_, in, cfg_.router.max_tokens_limit);
+  if (!prep.ok()) return ToGrpc(prep.status());
+  c.prep = std::move(prep).value();
+  c.id = req->request_id().empty() ? NewRequestId() : req->request_id();
+  c.deadline = ctx->deadline();
+  if (cfg_.router.request_timeout_ms > 0) {
+    c.deadline = std::min(
+        c.deadline, SysClock::now() + std::chrono::milliseconds(cfg_.router.request_timeout_ms));
+  }
+  if (c.prep.model->tokenizer) {
+    c.detok = std::make_unique<IncrementalDecoder>(*c.prep.model->tokenizer, true);
+  }
+  // The sync API has no cancel callback: a watcher propagates a client cancel downstream.
+  std::atomic<bool> done{false};
+  std::thread watch([&] {
+    while (!done) {
+      if (ctx->IsCancelled() || stop_) {
+        c.calls.CancelAll();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  Status result;
+  std::vector<int> tried;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int d = decode_.Pick(pick_d_, c.prep.model->name, static_cast<int>(c.prep.ids.size()),
+                               c.prep.chain, tried);
+    if (d < 0) {
+      if (tried.empty()) {
+        result = Unavailable("no healthy decode instance serves model '" + c.prep.model->name + "'");
+      }
+      break;
+    }
+    decode_.AddInflight(d, 1);
+    result = RunOnDecode(c, d);
+    decode_.AddInflight(d, -1);
+    if (result.ok() || c.streamed > 0 || c.calls.cancelled() || !InstanceFailure(result)) break;
+    PD_LOG_WARN("{}: decode {} failed before streaming ({}); trying another", c.id,
+                cfg_.decode[d].name, result.ToString());
+    tried.push_back(d);
+  }
+  done = true;
+  watch.join();
+  if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by client");
+  if (!result.ok()) PD_LOG_INFO("{}: {}", c.id, result.ToString());
+  return ToGrpc(result);
+}
+
+Status RouterImpl::RunOnDecode(Call& c, int d) {
+  const InstanceConfig& dc = cfg_.decode[d];
+  v1::ReserveRequest rr;
+  rr.set_request_id(c.id);
+  for (int32_t t : c.prep.ids) rr.add_prompt_ids(t);
+  rr.set_max_tokens(c.prep.max_tokens);
+  v1::ReserveResponse res;
+  {
+    grpc::ClientContext rctx;
+    SetDeadline(&rctx, c, dc.timeouts.rpc_ms);
+    c.calls.Add(&rctx);
+    const grpc::Status s = d_stubs_[d]->Reserve(&rctx, rr, &res);
+    c.calls.Remove(&rctx);
+    if (!s.ok()) {
+      const Status st = FromGrpc(s);
+      if (InstanceFailure(st) && !c.calls.cancelled()) decode_.ReportDown(d, st.ToString());
+      return st.code() == StatusCode::kInvalidArgument ? st : st.WithContext(dc.name + " reserve");
+    }
+  }
+  c.cached_tokens = res.cached_tokens();
+  const int n = static_cast<int>(c.prep.ids.size());
+  const bool have_p = !prefill_.Candidates(c.prep.model->name, {}).empty();
+  const DisaggDecision dec =
+      DecidePrefill(n, c.cached_tokens, cfg_.router.disagg_threshold_tokens, have_p);
+  v1::DecodeRequest dreq;
+  dreq.set_request_id(c.id);
+  dreq.set_lease_id(res.lease_id());
+  for (int32_t t : c.prep.ids) dreq.add_prompt_ids(t);
+  dreq.set_max_tokens(c.prep.max_tokens);
+  *dreq.mutable_sampling() = c.req->sampling();
+  dreq.set_ignore_eos(c.req->ignore_eos());
+  bool local = dec.place == PrefillPlace::kLocal;
+  PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens,
+               dc.name, local ? "on decode" : "remote", dec.reason);
+  if (!local) {
+    StatusOr<int32_t> first = RemotePrefill(c, d, res);
+    if (!first.ok()) {
+      if (c.calls.cancelled() || !cfg_.router.fallback_to_decode ||
+          first.status().code() == StatusCode::kInvalidArgument) {
+        CancelOn(d, -1, c.id);  // free the lease now rather than at its expiry
+        return first.status();
+      }
+      PD_LOG_WARN("{}: remote prefill failed ({}); prefilling on {}", c.id,
+                  first.status().ToString(), dc.name);
+      local = true;
+    }
+  }
+  dreq.set_prefill_locally(local);
+  decode_.RecordPrefix(d, c.prep.chain);
+  return StreamDecode(c, d, dreq);
+}
+
+StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveResponse& res) {
+  std::vector<int> tried;
+  Status last = Unavailable("no healthy prefill instance serves model '" + c.prep.model->name + "'");
+  for (int attempt = 0; attempt <= cfg_.router.prefill_retries; ++attempt) {
+    const int p = prefill_.Pick(pick_p_, c.prep.model->name, static_cast<int>(c.prep.ids.size()),
+                                c.prep.chain, tried);
+    if (p < 0) break;
+    const InstanceConfig& pc = cfg_.prefill[p];
+    v1::PrefillRequest pr;
+    pr.set_request_id(c.id);
+    for (int32_t t : c.prep.ids) pr.add_prompt_ids(t);
+    pr.set_target(res.target());
+    pr.set_decode_name(cfg_.decode[d].name);
+    *pr.mutable_sampling() = c.req->sampling();
+    v1::PrefillResponse resp;
+    grpc::ClientContext pctx;
+    SetDeadline(&pctx, c, pc.timeouts.prefill_ms);
+    c.calls.Add(&pctx);
+    prefill_.AddInflight(p, 1);
+    const grpc::Status s = p_stubs_[p]->Prefill(&pctx, pr, &resp);
+    prefill_.AddInflight(p, -1);
+    c.calls.Remove(&pctx);
+    if (s.ok()) {
+      prefill_.RecordPrefix(p, c.prep.chain);
+      return resp.first_token();
+    }
+    last = FromGrpc(s).WithContext(pc.name + " prefill");
+    if (c.calls.cancelled()) {
+      CancelOn(-1, p, c.id);
+      return Cancelled("cancelled by client");
+    }
+    if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return FromGrpc(s);
+    if (InstanceFailure(FromGrpc(s))) prefill_.ReportDown(p, last.message());
+    CancelOn(-1, p, c.id);  // a timed-out P must stop writing into D's blocks
+    PD_LOG_WARN("{}: {}", c.id, last.ToString());
+    tried.push_back(p);
+  }
+  return last;
+}
+
+Status RouterImpl::StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq) {
+  grpc::ClientContext dctx;
+  SetDeadline(&dctx, c, 0);
+  c.calls.Add(&dctx);
+  auto reader = d_stubs_[d]->Decode(&dctx, dreq);
+  v1::DecodeResponse m;
+  bool finished = false;
+  while (!finished && reader->Read(&m)) {
+    std::vector<int32_t> ids(m.token_ids().begin(), m.token_ids().end());
+    if (m.cached_tokens() > 0) c.cached_tokens = m.cached_tokens();
+    finished = m.finish_reason() != 0;
+    if ((ids.empty() && !finished) || Emit(c, ids, m.finish_reason(), finished)) continue;
+    break;  // client gone
+  }
+  if (c.client_gone || c.calls.cancelled()) {
+    dctx.TryCancel();
+    CancelOn(d, -1, c.id);
+  }
+  const grpc::Status s = reader->Finish();
+  c.calls.Remove(&dctx);
+  if (c.client_gone || c.calls.cancelled()) return Cancelled("cancelled by client");
+  if (!s.ok()) {
+    const Status st = FromGrpc(s);
+    if (InstanceFailure(st)) decode_.ReportDown(d, st.ToString());
+    return st.code() == StatusCode::kInvalidArgument ? st
+                                                     : st.WithContext(cfg_.decode[d].name);
+  }
+  if (!finished) Emit(c, {}, v1::FINISH_REASON_LENGTH, true);
+  return OkStatus();
+}
+
+}  // namespace pd::router

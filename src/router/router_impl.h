@@ -1,0 +1,152 @@
+// Internal: the router's gRPC service class, shared by router_service.cc (startup, polling,
+// Health, ListModels) and router_generate.cc (the Generate flow). Not a public header.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pdserve.grpc.pb.h"
+#include "router/instance_pool.h"
+#include "router/request_prep.h"
+#include "router/scheduler.h"
+
+namespace pd::router {
+
+namespace v1 = ::pdserve::v1;
+using Clock = std::chrono::steady_clock;
+using SysClock = std::chrono::system_clock;
+
+// Helpers shared by router_service.cc and router_generate.cc.
+
+inline grpc::Status ToGrpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
+}
+
+inline Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return OkStatus();
+  return Status(static_cast<StatusCode>(s.error_code()), s.error_message());
+}
+
+// Errors that say "this instance is gone", as opposed to "this request is bad".
+inline bool InstanceFailure(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded ||
+         s.code() == StatusCode::kInternal || s.code() == StatusCode::kAborted ||
+         s.code() == StatusCode::kDataLoss;
+}
+
+inline std::shared_ptr<grpc::Channel> MakeChannel(const std::string& addr) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  // Recovered instances must be noticed quickly: short reconnect backoff.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+}
+
+
+// A live request's downstream calls, so that a client cancel or a shutdown reaches them.
+class CallSet {
+ public:
+  void Add(grpc::ClientContext* c) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (cancelled_) c->TryCancel();
+    ctxs_.push_back(c);
+  }
+  void Remove(grpc::ClientContext* c) {
+    std::lock_guard<std::mutex> l(mu_);
+    std::erase(ctxs_, c);
+  }
+  void CancelAll() {
+    std::lock_guard<std::mutex> l(mu_);
+    cancelled_ = true;
+    for (auto* c : ctxs_) c->TryCancel();
+  }
+  bool cancelled() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return cancelled_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  std::vector<grpc::ClientContext*> ctxs_;
+};
+
+class RouterImpl final : public v1::Inference::Service {
+ public:
+  explicit RouterImpl(DeployConfig cfg)
+      : cfg_(std::move(cfg)),
+        decode_(cfg_.decode, cfg_.router.prefix_history_blocks),
+        prefill_(cfg_.prefill, cfg_.router.prefix_history_blocks),
+        pick_d_(cfg_.router.scorers),
+        pick_p_(cfg_.router.scorers) {}
+
+  Status Start();
+  void Wait() { server_->Wait(); }
+  void Shutdown();
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
+                        grpc::ServerWriter<v1::GenerateResponse>* w) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse* resp) override;
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+                          v1::ListModelsResponse* resp) override;
+
+ private:
+  // What one request carries through its attempts.
+  struct Call {
+    grpc::ServerContext* ctx;
+    const v1::GenerateRequest* req;
+    grpc::ServerWriter<v1::GenerateResponse>* w;
+    PreparedRequest prep;
+    std::string id;
+    Clock::time_point t0;
+    SysClock::time_point deadline;
+    CallSet calls;
+    std::unique_ptr<IncrementalDecoder> detok;
+    int streamed = 0;           // tokens already sent to the client
+    double ttft_ms = 0;
+    int cached_tokens = 0;
+    bool client_gone = false;
+  };
+
+  void PollLoop(InstancePool* pool, int i, bool is_decode);
+  Status RunOnDecode(Call& c, int d);
+  // Remote prefill with retries; returns the first token or the last error.
+  StatusOr<int32_t> RemotePrefill(Call& c, int d, const v1::ReserveResponse& res);
+  Status StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq);
+  // Sends tokens (and their text) to the client; false if the client is gone.
+  bool Emit(Call& c, const std::vector<int32_t>& ids, int finish_reason, bool last);
+  void CancelOn(int d, int p, const std::string& id);
+  void SetDeadline(grpc::ClientContext* ctx, const Call& c, int timeout_ms) const;
+  std::string NewRequestId();
+
+  DeployConfig cfg_;
+  InstancePool decode_, prefill_;
+  Picker pick_d_, pick_p_;
+  std::vector<ServedModel> models_;
+  std::vector<std::unique_ptr<v1::DecodeService::Stub>> d_stubs_;
+  std::vector<std::unique_ptr<v1::PrefillService::Stub>> p_stubs_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::thread> pollers_;
+  std::atomic<bool> stop_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::atomic<uint64_t> next_id_{1};
+  uint64_t id_salt_ = std::random_device{}();
+};
+
+}  // namespace pd::router

@@ -1,0 +1,70 @@
+// e2e harness: free loopback ports, the tiny model, a deployment launched through pd-up, a gRPC
+// client for the router, and pd-generate as the single-process reference.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace pd::e2e {
+
+// Binaries of this build (PD_BUILD_DIR/src/...).
+std::string BinPath(const std::string& name);
+// A loopback TCP port free right now (bound and released; distinct across calls of one process).
+int FreePort();
+// PD_BUILD_DIR/models/e2e-tiny, created with pd-makemodel on first use (tiny preset, seed 1).
+std::string TinyModelDir();
+
+// Runs a command, returns its exit status and stdout (stderr is inherited).
+int RunCapture(const std::vector<std::string>& argv, std::string* out);
+// Greedy reference: pd-generate on the same model, the generated ids.
+StatusOr<std::vector<int32_t>> ReferenceGenerate(const std::string& model,
+                                                 const std::vector<int32_t>& prompt,
+                                                 int max_tokens);
+
+struct DeploySpec {
+  int num_prefill = 1;
+  int num_decode = 1;
+  int disagg_threshold = 0;   // 0: every prompt goes through P
+  int kv_blocks = 256;        // per daemon
+  int prefill_retries = 1;
+  std::string extra_router;   // extra YAML lines under router: (indented by the caller)
+};
+
+// A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.
+class Deployment {
+ public:
+  // Writes the YAML, starts pd-up and waits (up to timeout_s) for "ready".
+  static StatusOr<std::unique_ptr<Deployment>> Start(const DeploySpec& spec, int timeout_s = 90);
+  ~Deployment();
+
+  const std::string& endpoint() const { return endpoint_; }
+  const std::string& yaml_path() const { return yaml_path_; }
+  // Address (host:port) of an instance's gRPC server.
+  std::string InstanceAddress(const std::string& name) const;
+  pid_t pid(const std::string& name) const;
+  // SIGKILLs one daemon (pd-up reports it and keeps the others running).
+  void Kill(const std::string& name);
+  // Names of prefill / decode instances.
+  std::vector<std::string> prefill_names() const;
+  std::vector<std::string> decode_names() const;
+
+ private:
+  Deployment() = default;
+  Status WaitReady(int timeout_s);
+
+  std::string dir_, yaml_path_, endpoint_;
+  pid_t up_pid_ = -1;
+  int up_stdout_ = -1;
+  std::map<std::string, pid_t> pids_;
+  std::map<std::string, std::string> addrs_;
+  int num_prefill_ = 0, num_decode_ = 0;
+};
+
+}  // namespace pd::e2e
