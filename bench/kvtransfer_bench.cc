@@ -13,6 +13,10 @@
 //       single (1 connection, no host CC), rr (4 paths round robin, no host CC),
 //       swift (4 paths, power of two, Swift), timely (4 paths, power of two, Timely),
 //       swift-rF (Swift with relative_target_factor F), swift-abs (Swift, absolute target only).
+//   kvtransfer_bench sim [--testbed] [--runs N]
+//       Discrete-event leaf-spine simulation with the engine's CC and selector objects: 8 spines
+//       x 100 Gbit/s, 1 GB payload (or, with --testbed, the veth testbed: 4 x 0.925 Gbit/s,
+//       64 MB) - same scenarios, arms and metrics as the congestion experiment.
 //   kvtransfer_bench rawsink --port P [--log FILE]      counts received bytes every 10 ms
 //   kvtransfer_bench rawsend --to IP:PORT [--mbps R] [--cc cubic] [--conns N] [--seconds S]
 //       bulk TCP sender (background flows; R = 0: unlimited). With --seconds prints goodput.
@@ -36,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "kvtransfer/sim/fabric_sim.h"
 #include "kvtransfer/transfer_engine.h"
 
 namespace {
@@ -374,6 +379,102 @@ int Loopback(const std::map<std::string, std::string>& f) {
   return 0;
 }
 
+
+// ------------------------------------------------------------------------------- simulator
+
+double Median(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double k = (v.size() - 1) * q;
+  const size_t lo = static_cast<size_t>(k), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (k - static_cast<double>(lo));
+}
+
+int Sim(const std::map<std::string, std::string>& f) {
+  namespace sim = pd::kvtransfer::sim;
+  const bool testbed = f.count("testbed");
+  const int runs = std::stoi(Get(f, "runs", "30"));
+  sim::FabricConfig fab;
+  uint64_t payload;
+  CcParams cc;
+  if (testbed) {  // calibrated to the netns testbed (MACHINE-NOTES, scripts/congestion)
+    fab.spines = 4;
+    fab.link_gbps = 0.925;
+    fab.base_rtt_us = 100;
+    fab.mark_kb = 378;  // tbf: rate x latency + burst
+    payload = 64ull << 20;
+    cc.link_gbps = 1;
+    cc.base_target_us = 300;
+  } else {
+    fab.spines = 8;
+    fab.link_gbps = 100;
+    fab.base_rtt_us = 10;
+    fab.mark_kb = 512;
+    payload = 1ull << 30;
+    cc.link_gbps = 100;
+    cc.base_target_us = 20;
+  }
+  const int n = fab.spines;
+  const double light = testbed ? 0.15 / 0.925 : 0.3;  // testbed: 150 Mbit/s as in run.sh
+  struct Scenario {
+    std::string name;
+    std::vector<sim::BgFlow> bg;
+    double left;  // spines' worth of capacity left to the transfer (fair share)
+  };
+  std::vector<Scenario> scen = {
+      {"idle", {}, static_cast<double>(n)},
+      {"light", {{0, light * fab.link_gbps}}, n - light},
+      {"heavy", {{0, 0}, {0, 0}}, n - 1 + 1.0 / 3},
+      {"incast", {}, n / 2.0},
+  };
+  for (int i = 0; i < n; ++i) scen[3].bg.push_back({i, 0});
+  if (!testbed) {
+    Scenario h3{"heavy3", {}, n - 3 + 1.0};
+    for (int i = 0; i < 3; ++i) h3.bg.insert(h3.bg.end(), {{i, 0}, {i, 0}});
+    scen.insert(scen.begin() + 3, h3);
+  }
+  std::vector<sim::Arm> arms;
+  for (std::string a : {"single", "rr", "swift", "timely"}) {
+    sim::Arm arm;
+    arm.name = a;
+    arm.cc = cc;
+    arm.paths = a == "single" ? 1 : n;
+    arm.policy = a == "rr" ? PathPolicy::kRoundRobin : PathPolicy::kPowerOfTwo;
+    arm.cc.algorithm = a == "swift" ? CcAlgorithm::kSwift
+                       : a == "timely" ? CcAlgorithm::kTimely : CcAlgorithm::kNone;
+    arms.push_back(arm);
+  }
+  printf("# sim: %d spines x %.3f Gbit/s, base RTT %.0f us, payload %llu MB, %d runs per arm\n", n,
+         fab.link_gbps, fab.base_rtt_us, static_cast<unsigned long long>(payload >> 20), runs);
+  printf("| scenario | arm | p50 ms | p99 ms | p50 infl. | floor | p50 vs floor | bg Gbit/s |\n");
+  printf("|---|---|---|---|---|---|---|---|\n");
+  std::map<std::string, double> idle;
+  for (const Scenario& s : scen) {
+    fab.background = s.bg;
+    for (const sim::Arm& arm : arms) {
+      std::vector<double> ms, bg;
+      for (int r = 0; r < runs; ++r) {
+        const double warm = (testbed ? 200000 : 2000) * (1 + r % 7 / 7.0);
+        const auto res = sim::SimulateTransfer(fab, arm, payload, warm, 1000 + r);
+        ms.push_back(res.completion_us / 1e3);
+        bg.push_back(res.bg_goodput_gbps);
+      }
+      const double p50 = Median(ms, 0.5), p99 = Median(ms, 0.99);
+      if (s.name == "idle") idle[arm.name] = p50;
+      const double full = arm.paths == 1 ? 1.0 : n;
+      const double left = arm.paths == 1 ? (s.name == "idle" ? 1 : s.name == "light" ? 1 - light
+                                            : s.name == "incast" ? 0.5 : s.name == "heavy" ? 1.0 / 3
+                                            : 1.0 / 3)
+                                         : s.left;
+      const double floor = (full / left - 1) * 100;
+      const double infl = (p50 / idle[arm.name] - 1) * 100;
+      printf("| %s | %s | %.2f | %.2f | %+.1f%% | %+.1f%% | %+.1f%% | %.2f |\n", s.name.c_str(),
+             arm.name.c_str(), p50, p99, infl, floor,
+             (p50 / (idle[arm.name] * (1 + floor / 100)) - 1) * 100, Median(bg, 0.5));
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -385,6 +486,7 @@ int main(int argc, char** argv) {
   if (mode == "loopback") return Loopback(f);
   if (mode == "serve") return Serve(f);
   if (mode == "send") return Send(f);
+  if (mode == "sim") return Sim(f);
   if (mode == "rawsink") return RawSink(f);
   if (mode == "rawsend") return RawSend(f);
   fprintf(stderr, "unknown mode %s\n", mode.c_str());
