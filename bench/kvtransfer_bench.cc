@@ -437,6 +437,8 @@ int Sim(const std::map<std::string, std::string>& f) {
     sim::Arm arm;
     arm.name = a;
     arm.cc = cc;
+    arm.chunk_bytes = Bytes(Get(f, "chunk", "256K"));
+    arm.cc.relative_target_factor = std::stod(Get(f, "rel", "1.5"));
     arm.paths = a == "single" ? 1 : n;
     arm.policy = a == "rr" ? PathPolicy::kRoundRobin : PathPolicy::kPowerOfTwo;
     arm.cc.algorithm = a == "swift" ? CcAlgorithm::kSwift
