@@ -67,4 +67,14 @@ class Deployment {
   int num_prefill_ = 0, num_decode_ = 0;
 };
 
+// A daemon's KV pool as its Stats RPC reports it.
+struct DaemonStats {
+  int64_t total_blocks = 0;
+  int64_t free_blocks = 0;  // free + evictable cached: what a new request can use
+  int waiting = 0, running = 0;
+};
+StatusOr<DaemonStats> GetDaemonStats(const std::string& addr, bool is_decode);
+// Sends bytes that are not a GenerateRequest to the router's Generate method; returns the status.
+Status SendMalformedGenerate(const std::string& endpoint);
+
 }  // namespace pd::e2e
