@@ -155,8 +155,13 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     close(p[1]);
     const std::string up = BinPath("pd-up");
     const std::string logs = d->dir_ + "/logs";
-    execl(up.c_str(), up.c_str(), d->yaml_path_.c_str(), "--log-dir", logs.c_str(),
-          "--grace-s", "3", nullptr);
+    if (spec.bin_dir.empty()) {
+      execl(up.c_str(), up.c_str(), d->yaml_path_.c_str(), "--log-dir", logs.c_str(),
+            "--grace-s", "3", nullptr);
+    } else {
+      execl(up.c_str(), up.c_str(), d->yaml_path_.c_str(), "--log-dir", logs.c_str(),
+            "--grace-s", "3", "--bin-dir", spec.bin_dir.c_str(), nullptr);
+    }
     _exit(127);
   }
   close(p[1]);

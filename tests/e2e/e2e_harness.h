@@ -35,6 +35,7 @@ struct DeploySpec {
   int kv_blocks = 256;        // per daemon
   int prefill_retries = 1;
   std::string extra_router;   // extra YAML lines under router: (indented by the caller)
+  std::string bin_dir;        // pd-up --bin-dir ("" = next to pd-up)
 };
 
 // A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.

@@ -1,0 +1,193 @@
+// pd-up + pd-router + pd-client/pd-bench against fake daemons (fake_daemon.cc): real processes,
+// real gRPC, real block accounting, a toy model. Covers routing, conditional disaggregation,
+// prefix hits, retries after a killed prefill daemon, cancellation and bad requests without
+// depending on a model backend.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "e2e_harness.h"
+#include "tools/grpc_util.h"
+
+namespace pd::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using client::Client;
+using client::GenerateParams;
+using client::GenerateResult;
+
+std::vector<int32_t> Expected(const std::vector<int32_t>& prompt, int n) {
+  std::vector<int32_t> t = prompt, out;
+  for (int i = 0; i < n; ++i) {
+    const int32_t next = static_cast<int32_t>((int64_t{t.back()} * 31 + int64_t(t.size()) * 7 + 3) % 2048);
+    t.push_back(next);
+    out.push_back(next);
+  }
+  return out;
+}
+
+std::vector<int32_t> Prompt(int len, int seed) {
+  std::vector<int32_t> p(len);
+  for (int i = 0; i < len; ++i) p[i] = (seed * 131 + i * 17) % 2000 + 1;
+  return p;
+}
+
+// A bin dir where pd-prefill and pd-decode are the fake daemon and pd-router is the real one.
+std::string FakeBinDir() {
+  const std::string dir = std::string(PD_BUILD_DIR) + "/tests/e2e/fake-bin";
+  fs::create_directories(dir);
+  const std::string fake = std::string(PD_BUILD_DIR) + "/tests/e2e/pd-fake-daemon";
+  for (const char* n : {"pd-prefill", "pd-decode"}) {
+    fs::remove(dir + "/" + n);
+    fs::create_symlink(fake, dir + "/" + n);
+  }
+  fs::remove(dir + "/pd-router");
+  fs::create_symlink(BinPath("pd-router"), dir + "/pd-router");
+  return dir;
+}
+
+GenerateResult Gen(Client& c, const std::vector<int32_t>& p, int n) {
+  GenerateParams g;
+  g.ids = p;
+  g.max_tokens = n;
+  return c.Generate(g, {}, 30000);
+}
+
+int64_t Free(const Deployment& d, const std::string& name) {
+  auto s = GetDaemonStats(d.InstanceAddress(name), name.rfind("decode", 0) == 0);
+  return s.ok() ? s->free_blocks : -1;
+}
+
+TEST(RouterFakeE2E, RoutesStreamsAndHitsThePrefixCache) {
+  DeploySpec spec;
+  spec.disagg_threshold = 32;
+  spec.bin_dir = FakeBinDir();
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Client c((*dep)->endpoint());
+  const int64_t free0 = Free(**dep, "decode-0");
+  EXPECT_EQ(free0, 256);
+  for (int len : {1, 5, 31, 32, 100}) {
+    const GenerateResult r = Gen(c, Prompt(len, len), 10);
+    ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_EQ(r.ids, Expected(Prompt(len, len), 10));
+    EXPECT_EQ(r.finish_reason, "length");
+    EXPECT_EQ(r.completion_tokens, 10);
+    EXPECT_GT(r.ttft_ms, 0);
+    EXPECT_EQ(r.token_times_ms.size(), 10u);
+  }
+  const GenerateResult again = Gen(c, Prompt(100, 100), 4);
+  EXPECT_EQ(again.cached_tokens, 96);
+  EXPECT_EQ(again.ids, Expected(Prompt(100, 100), 4));
+  // Cached blocks count as free (evictable): the pool is back to its start.
+  EXPECT_EQ(Free(**dep, "decode-0"), free0);
+  auto h = c.Health();
+  ASSERT_TRUE(h.ok());
+  EXPECT_TRUE(h->serving);
+  EXPECT_EQ(h->instances.size(), 2u);
+}
+
+TEST(RouterFakeE2E, BadRequests) {
+  DeploySpec spec;
+  spec.bin_dir = FakeBinDir();
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Client c((*dep)->endpoint());
+  GenerateParams p;
+  p.max_tokens = 4;
+  const GenerateResult empty = c.Generate(p);
+  EXPECT_EQ(empty.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(empty.status.message(), "prompt is empty");
+  p.ids = {1, 2, 5000};
+  EXPECT_EQ(c.Generate(p).status.code(), StatusCode::kInvalidArgument);
+  p.ids = {1, 2, 3};
+  p.max_tokens = 0;
+  EXPECT_EQ(c.Generate(p).status.code(), StatusCode::kInvalidArgument);
+  p.max_tokens = 4;
+  p.model = "nope";
+  const GenerateResult unknown = c.Generate(p);
+  EXPECT_EQ(unknown.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.status.message().find("unknown model 'nope'"), std::string::npos);
+  EXPECT_FALSE(SendMalformedGenerate((*dep)->endpoint()).ok());
+  EXPECT_EQ(Gen(c, {1, 2, 3}, 4).ids, Expected({1, 2, 3}, 4));
+}
+
+TEST(RouterFakeE2E, KilledPrefillIsRetriedAndCancelsFreeBlocks) {
+  DeploySpec spec;
+  spec.num_prefill = 2;
+  spec.disagg_threshold = 0;
+  spec.bin_dir = FakeBinDir();
+  spec.kv_blocks = 1024;
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  const int64_t free0 = Free(**dep, "decode-0");
+  std::vector<GenerateResult> res(32);
+  std::vector<std::thread> th;
+  for (int i = 0; i < 32; ++i) {
+    th.emplace_back([&, i] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 * i));
+      Client c((*dep)->endpoint());
+      res[i] = Gen(c, Prompt(400 + i, i), 6);  // ~50 ms of fake prefill each
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*dep)->Kill("prefill-0");
+  for (auto& t : th) t.join();
+  for (int i = 0; i < 32; ++i) {
+    ASSERT_TRUE(res[i].status.ok()) << i << ": " << res[i].status.ToString();
+    EXPECT_EQ(res[i].ids, Expected(Prompt(400 + i, i), 6));
+  }
+  // Cancel mid-stream.
+  Client c((*dep)->endpoint());
+  std::atomic<bool> cancel{false};
+  GenerateParams p;
+  p.ids = Prompt(64, 1);
+  p.max_tokens = 500;
+  int got = 0;
+  const GenerateResult r = c.Generate(
+      p, [&](const client::StreamEvent& e) { got += static_cast<int>(e.ids.size()); if (got >= 3) cancel = true; },
+      30000, &cancel);
+  EXPECT_EQ(r.status.code(), StatusCode::kCancelled) << r.status.ToString();
+  EXPECT_LT(r.ids.size(), 500u);
+  int64_t now = -1;
+  for (int i = 0; i < 50 && now != free0; ++i) {
+    now = Free(**dep, "decode-0");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(now, free0);
+}
+
+TEST(RouterFakeE2E, ClientAndBenchTools) {
+  DeploySpec spec;
+  spec.bin_dir = FakeBinDir();
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  std::string out;
+  EXPECT_EQ(RunCapture({BinPath("pd-client"), "--addr", (*dep)->endpoint(), "--ids", "1,2,3",
+                        "--max-tokens", "4"},
+                       &out),
+            0);
+  auto want = Expected({1, 2, 3}, 4);
+  EXPECT_EQ(out, std::to_string(want[0]) + "," + std::to_string(want[1]) + "," +
+                     std::to_string(want[2]) + "," + std::to_string(want[3]) + "\n");
+  EXPECT_EQ(RunCapture({BinPath("pd-bench"), "--addr", (*dep)->endpoint(), "--input-len", "8:64",
+                        "--output-len", "4:8", "--num-requests", "40", "--concurrency", "8",
+                        "--json", "--no-progress", "--slo-ttft-ms", "10000"},
+                       &out),
+            0);
+  EXPECT_NE(out.find("\"completed\": 40"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"failed\": 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"good_requests\": 40"), std::string::npos) << out;
+  EXPECT_EQ(RunCapture({BinPath("pd-bench"), "--addr", (*dep)->endpoint(), "--rate", "50",
+                        "--num-requests", "20", "--input-len", "16", "--output-len", "4",
+                        "--no-progress"},
+                       &out),
+            0);
+  EXPECT_NE(out.find("requests: 20 completed, 0 failed"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace pd::e2e
