@@ -119,7 +119,7 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
   d->num_decode_ = spec.num_decode;
   std::ostringstream y;
   y << "version: 1\nname: e2e\n"
-    << "defaults:\n  model: " << TinyModelDir() << "\n  backend: cpu\n  cpu_threads: 1\n"
+    << "defaults:\n  model: " << (spec.model_dir.empty() ? TinyModelDir() : spec.model_dir) << "\n  backend: cpu\n  cpu_threads: 1\n"
     << "  kv: {blocks: " << spec.kv_blocks << ", block_size: 16}\n"
     << "  max_seqs: 64\n  max_batch_tokens: 1024\n  prefill_chunk_tokens: 256\n"
     << "  lease_ms: 5000\n  timeouts: {rpc_ms: 3000, prefill_ms: 10000, transfer_ms: 5000}\n"

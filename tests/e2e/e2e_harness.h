@@ -36,6 +36,7 @@ struct DeploySpec {
   int prefill_retries = 1;
   std::string extra_router;   // extra YAML lines under router: (indented by the caller)
   std::string bin_dir;        // pd-up --bin-dir ("" = next to pd-up)
+  std::string model_dir;      // "" = TinyModelDir()
 };
 
 // A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.

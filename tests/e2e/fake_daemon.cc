@@ -17,6 +17,7 @@
 
 #include "common/deploy_config.h"
 #include "kvcache/block_manager.h"
+#include "model/model_config.h"
 #include "pdserve.grpc.pb.h"
 
 namespace v1 = ::pdserve::v1;
@@ -179,7 +180,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "fake daemon: %s\n", inst.status().ToString().c_str());
     return 2;
   }
-  FakeDaemon d(*inst, 2048);
+  auto model = pd::LoadModelConfig(inst->model);
+  if (!model.ok()) {
+    std::fprintf(stderr, "fake daemon: %s\n", model.status().ToString().c_str());
+    return 2;
+  }
+  FakeDaemon d(*inst, model->vocab_size);
   grpc::ServerBuilder b;
   b.AddListeningPort(inst->Address(), grpc::InsecureServerCredentials());
   if (inst->role == pd::InstanceRole::kDecode) {

@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "e2e_harness.h"
+#include "tokenizer/tokenizer.h"
 #include "tools/grpc_util.h"
 
 namespace pd::e2e {
@@ -19,10 +21,10 @@ using client::Client;
 using client::GenerateParams;
 using client::GenerateResult;
 
-std::vector<int32_t> Expected(const std::vector<int32_t>& prompt, int n) {
+std::vector<int32_t> Expected(const std::vector<int32_t>& prompt, int n, int vocab = 2048) {
   std::vector<int32_t> t = prompt, out;
   for (int i = 0; i < n; ++i) {
-    const int32_t next = static_cast<int32_t>((int64_t{t.back()} * 31 + int64_t(t.size()) * 7 + 3) % 2048);
+    const int32_t next = static_cast<int32_t>((int64_t{t.back()} * 31 + int64_t(t.size()) * 7 + 3) % vocab);
     t.push_back(next);
     out.push_back(next);
   }
@@ -187,6 +189,83 @@ TEST(RouterFakeE2E, ClientAndBenchTools) {
                        &out),
             0);
   EXPECT_NE(out.find("requests: 20 completed, 0 failed"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace pd::e2e
+
+namespace pd::e2e {
+namespace {
+
+// A byte-level BPE tokenizer.json with no merges: token id == byte value (GPT-2 byte mapping).
+std::string ByteTokenizerJson() {
+  std::vector<int> bs;
+  for (int b = '!'; b <= '~'; ++b) bs.push_back(b);
+  for (int b = 0xA1; b <= 0xAC; ++b) bs.push_back(b);
+  for (int b = 0xAE; b <= 0xFF; ++b) bs.push_back(b);
+  std::vector<int> cp(256, -1);
+  for (int b : bs) cp[b] = b;
+  int n = 0;
+  for (int b = 0; b < 256; ++b) {
+    if (cp[b] < 0) cp[b] = 256 + n++;
+  }
+  auto utf8 = [](int c) {
+    std::string s;
+    if (c < 0x80) {
+      s += static_cast<char>(c);
+    } else {
+      s += static_cast<char>(0xC0 | (c >> 6));
+      s += static_cast<char>(0x80 | (c & 0x3F));
+    }
+    return s;
+  };
+  std::string vocab;
+  for (int b = 0; b < 256; ++b) {
+    std::string tok = utf8(cp[b]);
+    if (tok == "\"" || tok == "\\") tok = "\\" + tok;
+    vocab += (b ? "," : "") + std::string("\"") + tok + "\":" + std::to_string(b);
+  }
+  return R"({"version":"1.0","added_tokens":[],"normalizer":null,)"
+         R"("pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false},)"
+         R"("post_processor":null,"decoder":{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true},)"
+         R"("model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,)"
+         R"("end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,"vocab":{)" +
+         vocab + R"(},"merges":[]}})";
+}
+
+TEST(RouterFakeE2E, TextPromptsAreTokenizedAndStreamedAsText) {
+  const std::string dir = std::string(PD_BUILD_DIR) + "/models/e2e-bytes";
+  std::string out;
+  ASSERT_EQ(RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--vocab", "256", "--out",
+                        dir, "--quiet"},
+                       &out),
+            0);
+  { std::ofstream(dir + "/tokenizer.json") << ByteTokenizerJson(); }
+  auto tok = Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  DeploySpec spec;
+  spec.bin_dir = FakeBinDir();
+  spec.model_dir = dir;
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Client c((*dep)->endpoint());
+  auto models = c.ListModels();
+  ASSERT_TRUE(models.ok());
+  EXPECT_TRUE((*models)[0].has_tokenizer);
+  GenerateParams p;
+  p.text = "Hello, world! \xc3\xa9t\xc3\xa9";
+  p.max_tokens = 24;
+  std::string streamed;
+  const GenerateResult r =
+      c.Generate(p, [&](const client::StreamEvent& e) { streamed += e.text; }, 30000);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  std::vector<int32_t> prompt(p.text.begin(), p.text.end());
+  for (auto& t : prompt) t &= 0xff;
+  EXPECT_EQ(r.prompt_tokens, static_cast<int>(prompt.size()));
+  const auto want = Expected(prompt, 24, 256);
+  EXPECT_EQ(r.ids, want);
+  EXPECT_EQ(r.text, *(*tok)->Decode(want, true));
+  EXPECT_EQ(streamed, r.text);
 }
 
 }  // namespace
