@@ -33,8 +33,11 @@ void InstancePool::ReportUp(int i, const LoadSnapshot& s) {
 void InstancePool::ReportDown(int i, const std::string& why) {
   std::lock_guard<std::mutex> l(mu_);
   State& st = state_[i];
-  if (st.healthy || !st.ever_polled) {
+  if (st.healthy) {
     PD_LOG_WARN("{} {} is down: {}", RoleName(instances_[i].role), instances_[i].name, why);
+  } else if (!st.ever_polled) {
+    PD_LOG_INFO("{} {} not reachable yet: {}", RoleName(instances_[i].role), instances_[i].name,
+                why);
   }
   st.healthy = false;
   st.ever_polled = true;
