@@ -118,10 +118,13 @@ Status TransferEngine::Start() {
   if (m.opt.chunk_bytes < 4096 || m.opt.chunk_bytes > (1u << 20)) {
     return InvalidArgument("kvtransfer: chunk_bytes must be in [4 KiB, 1 MiB]");
   }
-  if (m.opt.transport != "tcp") {
+  if (m.opt.transport == "tcp") {
+    m.transport = MakeTcpTransport(m.opt, m.incarnation, &m);
+  } else if (m.opt.transport == "local") {
+    m.transport = MakeLocalTransport(m.opt, m.incarnation, &m);
+  } else {
     return Unimplemented("kvtransfer: transport '" + m.opt.transport + "' is not built");
   }
-  m.transport = MakeTcpTransport(m.opt, m.incarnation, &m);
   std::vector<wire::Region> regions;
   for (const auto& a : m.arenas) regions.push_back({static_cast<uint8_t*>(a.base), a.bytes});
   PD_RETURN_IF_ERROR(m.transport->Start(regions));

@@ -91,7 +91,9 @@ struct CcParams {
 
 struct EngineOptions {
   std::string name = "agent";       // agent name, carried in metadata and every connection
-  std::string transport = "tcp";    // "tcp" (others: "local", "rdma" when built)
+  // "tcp", or "local" (same host: the peer's arenas are mapped and copied into directly;
+  // arenas must come from AllocateShareableHostMemory). "rdma" is not selectable yet.
+  std::string transport = "tcp";
   uint64_t compat_hash = 0;         // KvLayout::CompatHash(); peers must match
   // TCP: where to listen, and which addresses the metadata advertises (path i connects to
   // advertise_addrs[i % size]; empty = listen_host). Port 0 = ephemeral.
@@ -143,6 +145,12 @@ struct EngineStats {
 };
 
 class Transport;  // private plugin interface (transport.h)
+
+// Host memory that the "local" transport can map into a peer process on the same host
+// (memfd-backed, MAP_SHARED). Arenas registered with a local-transport engine must come from
+// here. Returns nullptr on failure. Freed with FreeShareableHostMemory (or at process exit).
+void* AllocateShareableHostMemory(size_t bytes);
+void FreeShareableHostMemory(void* base);
 
 class TransferEngine {
  public:
