@@ -245,9 +245,14 @@ int main(int argc, char** argv) {
     specs = bench::MakeSynthetic(w, pool, o.seed);
   }
   if (o.warmup > 0) {
+    // Warm-up prompts differ from the measured ones (no prefix-cache hits from the warm-up).
+    std::vector<bench::RequestSpec> warm = specs;
+    for (auto& w : warm) {
+      for (auto& t : w.prompt_ids) t = (t * 7 + 13) % std::max(2, mi->vocab_size);
+    }
     if (o.progress) std::fprintf(stderr, "warm-up: %d requests\n", o.warmup);
     for (int i = 0; i < o.warmup; ++i) {
-      bench::RequestSpec s = specs[i % specs.size()];
+      bench::RequestSpec s = warm[i % warm.size()];
       s.output_len = std::min(s.output_len, 8);
       bench::RequestResult r = RunOne(client, o, s, model);
       if (!r.ok) {
@@ -262,9 +267,10 @@ int main(int argc, char** argv) {
   if (o.json) {
     std::printf("%s\n", bench::ReportJson(rep).c_str());
   } else {
-    std::printf("model %s at %s; rate %s req/s, concurrency cap %d\n%s", model.c_str(),
-                o.addr.c_str(), std::isinf(o.rate) ? "inf" : std::to_string(o.rate).c_str(),
-                o.concurrency, bench::ReportText(rep).c_str());
+    char rate[32] = "inf";
+    if (!std::isinf(o.rate) && o.rate > 0) std::snprintf(rate, sizeof rate, "%.2f", o.rate);
+    std::printf("model %s at %s; rate %s req/s, max concurrency %d\n%s", model.c_str(),
+                o.addr.c_str(), rate, o.concurrency, bench::ReportText(rep).c_str());
   }
   return rep.failed > 0 && rep.completed == 0 ? 1 : 0;
 }
