@@ -1,0 +1,365 @@
+// Element-wise and per-row kernels of the CUDA backend (see cuda_kernels.h for contracts).
+#include <cuda_bf16.h>
+
+#include "model/cuda/cuda_kernels.h"
+
+namespace pd::cuda {
+namespace {
+
+__device__ __forceinline__ float Bf(bf16_t v) { return __uint_as_float(uint32_t(v) << 16); }
+__device__ __forceinline__ bf16_t ToBf(float f) {
+  __nv_bfloat16 b = __float2bfloat16_rn(f);
+  return *reinterpret_cast<bf16_t*>(&b);
+}
+
+template <int kThreads>
+__device__ float BlockSum(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float s = 0.f;
+  for (int i = 0; i < kThreads / 32; ++i) s += red[i];
+  __syncthreads();
+  return s;
+}
+
+__global__ void EmbedKernel(const bf16_t* embed, const int32_t* tokens, int hidden, float* res) {
+  const int r = blockIdx.x;
+  const bf16_t* src = embed + int64_t(tokens[r]) * hidden;
+  float* dst = res + int64_t(r) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = Bf(src[i]);
+}
+
+constexpr int kNormThreads = 256;
+
+__global__ void __launch_bounds__(kNormThreads) AddRmsNormKernel(
+    float* res, const bf16_t* delta, const float* bias, const float* w, float eps, int hidden,
+    bf16_t* out, const int32_t* out_rows) {
+  __shared__ float red[kNormThreads / 32];
+  const int r = blockIdx.x;
+  const int src_row = out_rows ? out_rows[r] : r;
+  float* x = res + int64_t(src_row) * hidden;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < hidden; i += kNormThreads) {
+    float v = x[i];
+    if (delta) {
+      v += Bf(delta[int64_t(r) * hidden + i]) + (bias ? bias[i] : 0.f);
+      x[i] = v;
+    }
+    ss += v * v;
+  }
+  ss = BlockSum<kNormThreads>(ss, red);
+  const float inv = rsqrtf(ss / hidden + eps);
+  bf16_t* o = out + int64_t(r) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += kNormThreads) o[i] = ToBf(x[i] * inv * w[i]);
+}
+
+// One warp per head of the fused qkv row; grid (ceil(heads/8), rows).
+__global__ void RopeKvKernel(RopeArgs a, BatchMeta m) {
+  const int r = blockIdx.y;
+  if (r >= *m.num_valid_rows) return;
+  const int head = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int nh = a.num_heads, nkv = a.num_kv_heads, D = a.head_dim, half = D / 2;
+  if (head >= nh + 2 * nkv) return;
+  const int total = (nh + 2 * nkv) * D;
+  const bf16_t* src = a.qkv + int64_t(r) * total + head * D;
+  const float* bias = a.bias ? a.bias + head * D : nullptr;
+  constexpr int kMaxPairs = 4;  // head_dim <= 256
+  float lo[kMaxPairs], hi[kMaxPairs];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; ++j) {
+    const int i = lane + 32 * j;
+    lo[j] = hi[j] = 0.f;
+    if (i < half) {
+      lo[j] = Bf(src[i]) + (bias ? bias[i] : 0.f);
+      hi[j] = Bf(src[i + half]) + (bias ? bias[i + half] : 0.f);
+      ss += lo[j] * lo[j] + hi[j] * hi[j];
+    }
+  }
+  const bool is_q = head < nh, is_k = !is_q && head < nh + nkv;
+  const float* norm = is_q ? a.q_norm : (is_k ? a.k_norm : nullptr);
+  if (norm) {
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float inv = rsqrtf(ss / D + a.eps);
+#pragma unroll
+    for (int j = 0; j < kMaxPairs; ++j) {
+      const int i = lane + 32 * j;
+      if (i < half) {
+        lo[j] = lo[j] * inv * norm[i];
+        hi[j] = hi[j] * inv * norm[i + half];
+      }
+    }
+  }
+  const int pos = m.row_pos[r];
+  bf16_t* dst;
+  if (is_q) {
+    dst = a.q_out + (int64_t(r) * nh + head) * D;
+  } else {
+    const int s = m.row_seq[r], bs = a.kv.block_size;
+    const int block = m.block_ids[m.block_indptr[s] + pos / bs];
+    const int kvh = is_k ? head - nh : head - nh - nkv;
+    const int64_t off = int64_t(a.layer) * a.kv.layer_elems() +
+                        ((int64_t(block) * 2 + (is_k ? 0 : 1)) * nkv + kvh) * bs * D +
+                        int64_t(pos % bs) * D;
+    dst = a.kv.base + off;
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; ++j) {
+    const int i = lane + 32 * j;
+    if (i >= half) continue;
+    float x0 = lo[j], x1 = hi[j];
+    if (is_q || is_k) {
+      float sn, cs;
+      sincosf(float(pos) * a.inv_freq[i], &sn, &cs);
+      const float y0 = x0 * cs - x1 * sn, y1 = x1 * cs + x0 * sn;
+      x0 = y0;
+      x1 = y1;
+    }
+    dst[i] = ToBf(x0);
+    dst[i + half] = ToBf(x1);
+  }
+}
+
+__global__ void SwigluKernel(const bf16_t* gu, const float* bias, int inter, int64_t n,
+                             bf16_t* out) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = e / inter;
+    const int i = int(e - r * inter);
+    float g = Bf(gu[r * 2 * inter + i]), u = Bf(gu[r * 2 * inter + inter + i]);
+    if (bias) {
+      g += bias[i];
+      u += bias[inter + i];
+    }
+    out[e] = ToBf(g / (1.f + __expf(-g)) * u);
+  }
+}
+
+__device__ __forceinline__ uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+__global__ void FillRandomKernel(bf16_t* dst, int64_t n, float scale, uint64_t seed) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const uint64_t h = SplitMix64(seed ^ SplitMix64(uint64_t(e)));
+    const float u = float(h >> 40) * (1.f / 16777216.f);
+    dst[e] = ToBf((2.f * u - 1.f) * scale);
+  }
+}
+
+__global__ void F32ToBf16Kernel(const float* src, bf16_t* dst, int64_t n) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    dst[e] = ToBf(src[e]);
+  }
+}
+
+// ---- sampling -----------------------------------------------------------------------------
+constexpr int kSampleThreads = 1024;
+
+__device__ __forceinline__ uint32_t OrderKey(float f) {
+  const uint32_t u = __float_as_uint(f);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+struct SampleShared {
+  float hist[256];
+  float red[kSampleThreads / 32];
+  uint32_t prefix;
+  float target;
+  unsigned long long best;
+  int found;
+};
+
+// Weight of logit l: 1 (count) or exp((l - mx) * inv_t) (mass), for keys >= floor_key.
+template <bool kMass>
+__device__ __forceinline__ float Weight(float l, uint32_t key, uint32_t floor_key, float mx,
+                                        float inv_t) {
+  if (key < floor_key) return 0.f;
+  return kMass ? __expf((l - mx) * inv_t) : 1.f;
+}
+
+// Largest key t with W(key >= t) >= target (strict: > target) over the row, by 4 rounds of 8-bit
+// radix selection. Returns the key; all threads get it.
+template <bool kMass>
+__device__ uint32_t RadixSelect(const float* row, int vocab, uint32_t floor_key, float mx,
+                                float inv_t, float target, bool strict, SampleShared& sh) {
+  uint32_t prefix = 0, mask = 0;
+  if (threadIdx.x == 0) sh.target = target;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += kSampleThreads) sh.hist[i] = 0.f;
+    __syncthreads();
+    for (int i = threadIdx.x; i < vocab; i += kSampleThreads) {
+      const float l = row[i];
+      const uint32_t key = OrderKey(l);
+      if ((key & mask) != prefix) continue;
+      const float wgt = Weight<kMass>(l, key, floor_key, mx, inv_t);
+      if (wgt > 0.f) atomicAdd(&sh.hist[(key >> shift) & 255u], wgt);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float acc = 0.f, tgt = sh.target;
+      int bin = -1;
+      for (int b = 255; b >= 0; --b) {
+        const float next = acc + sh.hist[b];
+        if (sh.hist[b] > 0.f && (strict ? next > tgt : next >= tgt)) {
+          bin = b;
+          break;
+        }
+        acc = next;
+      }
+      if (bin < 0) {  // rounding left the target unreached: take the lowest non-empty bin
+        for (int b = 0; b < 256; ++b) {
+          if (sh.hist[b] > 0.f) {
+            bin = b;
+            break;
+          }
+        }
+        acc = 0.f;
+        for (int b = 255; b > bin; --b) acc += sh.hist[b];
+      }
+      sh.target = tgt - acc;
+      sh.prefix = prefix | (uint32_t(bin < 0 ? 0 : bin) << shift);
+    }
+    __syncthreads();
+    prefix = sh.prefix;
+    mask |= 255u << shift;
+    __syncthreads();
+  }
+  return prefix;
+}
+
+__device__ float BlockReduce(float v, bool is_max, float* red) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = is_max ? fmaxf(v, w) : v + w;
+  }
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float r = red[0];
+  for (int i = 1; i < kSampleThreads / 32; ++i) r = is_max ? fmaxf(r, red[i]) : r + red[i];
+  __syncthreads();
+  return r;
+}
+
+// Lowest index whose key equals `key` (greedy: the maximal key).
+__device__ int LowestIndexWithKey(const float* row, int vocab, uint32_t key, SampleShared& sh) {
+  if (threadIdx.x == 0) sh.found = vocab;
+  __syncthreads();
+  for (int i = threadIdx.x; i < vocab; i += kSampleThreads) {
+    if (OrderKey(row[i]) == key) {
+      atomicMin(&sh.found, i);
+      break;
+    }
+  }
+  __syncthreads();
+  return sh.found;
+}
+
+__global__ void __launch_bounds__(kSampleThreads) SampleKernel(const float* logits, int vocab,
+                                                               const SampleParamsDev* params,
+                                                               int32_t* tokens) {
+  __shared__ SampleShared sh;
+  const int r = blockIdx.x;
+  const SampleParamsDev p = params[r];
+  if (!p.do_sample) {
+    if (threadIdx.x == 0) tokens[r] = -1;
+    return;
+  }
+  const float* row = logits + int64_t(r) * vocab;
+  // Max key (NaN-free logits assumed, as on the host).
+  uint32_t kmax = 0;
+  for (int i = threadIdx.x; i < vocab; i += kSampleThreads) kmax = max(kmax, OrderKey(row[i]));
+  for (int o = 16; o > 0; o >>= 1) kmax = max(kmax, __shfl_xor_sync(0xffffffffu, kmax, o));
+  if (threadIdx.x % 32 == 0) sh.red[threadIdx.x / 32] = __uint_as_float(kmax);
+  __syncthreads();
+  for (int i = 0; i < kSampleThreads / 32; ++i) kmax = max(kmax, __float_as_uint(sh.red[i]));
+  __syncthreads();
+  if (p.temperature <= 0.f || p.top_k == 1) {
+    const int tok = LowestIndexWithKey(row, vocab, kmax, sh);
+    if (threadIdx.x == 0) tokens[r] = tok;
+    return;
+  }
+  const float mx = (kmax & 0x80000000u) ? __uint_as_float(kmax & 0x7fffffffu)
+                                        : __uint_as_float(~kmax);
+  const float inv_t = 1.f / p.temperature;
+  uint32_t floor_key = 0;
+  if (p.top_k > 0 && p.top_k < vocab) {
+    floor_key = RadixSelect<false>(row, vocab, 0, mx, inv_t, float(p.top_k), false, sh);
+  }
+  // Mass of the top-k candidates.
+  float part = 0.f;
+  for (int i = threadIdx.x; i < vocab; i += kSampleThreads) {
+    const float l = row[i];
+    part += Weight<true>(l, OrderKey(l), floor_key, mx, inv_t);
+  }
+  float mass = BlockReduce(part, false, sh.red);
+  if (p.top_p < 1.f) {
+    floor_key = RadixSelect<true>(row, vocab, floor_key, mx, inv_t, p.top_p * mass, false, sh);
+    part = 0.f;
+    for (int i = threadIdx.x; i < vocab; i += kSampleThreads) {
+      const float l = row[i];
+      part += Weight<true>(l, OrderKey(l), floor_key, mx, inv_t);
+    }
+    mass = BlockReduce(part, false, sh.red);
+  }
+  // Same uniform as SamplingUniform(seed, step) on the host.
+  const uint64_t bits = SplitMix64(SplitMix64(p.seed) ^ (p.step * 0xd1b54a32d192ed03ull));
+  const double u = double(bits >> 11) * (1.0 / 9007199254740992.0);
+  const uint32_t key =
+      RadixSelect<true>(row, vocab, floor_key, mx, inv_t, float(u * mass), true, sh);
+  const int tok = LowestIndexWithKey(row, vocab, key, sh);
+  if (threadIdx.x == 0) tokens[r] = tok;
+}
+
+int GridFor(int64_t n, int threads) {
+  int64_t b = (n + threads - 1) / threads;
+  return int(b > 65535 * 4 ? 65535 * 4 : (b < 1 ? 1 : b));
+}
+
+}  // namespace
+
+void LaunchEmbed(const bf16_t* embed, const int32_t* tokens, int rows, int hidden, float* residual,
+                 cudaStream_t stream) {
+  EmbedKernel<<<rows, 256, 0, stream>>>(embed, tokens, hidden, residual);
+}
+
+void LaunchAddRmsNorm(float* residual, const bf16_t* delta, const float* bias, const float* w,
+                      float eps, int rows, int hidden, bf16_t* out, const int32_t* out_rows,
+                      cudaStream_t stream) {
+  AddRmsNormKernel<<<rows, kNormThreads, 0, stream>>>(residual, delta, bias, w, eps, hidden, out,
+                                                      out_rows);
+}
+
+void LaunchRopeKvWrite(const RopeArgs& a, const BatchMeta& m, cudaStream_t stream) {
+  const int heads = a.num_heads + 2 * a.num_kv_heads;
+  dim3 grid((heads + 7) / 8, a.rows);
+  RopeKvKernel<<<grid, 256, 0, stream>>>(a, m);
+}
+
+void LaunchSwiglu(const bf16_t* gu, const float* bias, int rows, int inter, bf16_t* out,
+                  cudaStream_t stream) {
+  const int64_t n = int64_t(rows) * inter;
+  SwigluKernel<<<GridFor(n, 256), 256, 0, stream>>>(gu, bias, inter, n, out);
+}
+
+void LaunchFillRandomBf16(bf16_t* dst, int64_t n, float scale, uint64_t seed, cudaStream_t stream) {
+  FillRandomKernel<<<GridFor(n, 256), 256, 0, stream>>>(dst, n, scale, seed);
+}
+
+void LaunchF32ToBf16(const float* src, bf16_t* dst, int64_t n, cudaStream_t stream) {
+  F32ToBf16Kernel<<<GridFor(n, 256), 256, 0, stream>>>(src, dst, n);
+}
+
+void LaunchSample(const float* logits, int rows, int vocab, const SampleParamsDev* params,
+                  int32_t* tokens, cudaStream_t stream) {
+  SampleKernel<<<rows, kSampleThreads, 0, stream>>>(logits, vocab, params, tokens);
+}
+
+}  // namespace pd::cuda

@@ -1,0 +1,112 @@
+// Launchers for the CUDA backend's kernels (implemented in cuda_kernels.cu and
+// cuda_attention.cu). Host-callable, plain pointer arguments; all bf16 tensors are passed as
+// uint16_t* (raw bf16 bits) so this header needs only cuda_runtime.h. Every launcher enqueues on
+// `stream` and returns without synchronising; each has a CPU twin in tests/model_cuda/.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace pd::cuda {
+
+using bf16_t = uint16_t;
+
+// Per-batch metadata on the device. Rows are new tokens (concatenated over sequences).
+struct BatchMeta {
+  const int32_t* tokens = nullptr;        // [rows]
+  const int32_t* row_pos = nullptr;       // [rows] absolute position of each row
+  const int32_t* row_seq = nullptr;       // [rows] sequence index of each row
+  const int32_t* seq_ctx = nullptr;       // [seqs] num_cached + num_new
+  const int32_t* seq_qstart = nullptr;    // [seqs] first row of the sequence
+  const int32_t* seq_nnew = nullptr;      // [seqs] rows of the sequence
+  const int32_t* block_indptr = nullptr;  // [seqs+1]
+  const int32_t* block_ids = nullptr;     // concatenated block tables
+  const int32_t* num_valid_rows = nullptr;  // [1] rows >= this are padding (CUDA graphs)
+};
+
+// Paged cache geometry (kv_layout.h, HND): element offsets of K[layer][block][head][slot][0].
+struct KvGeom {
+  bf16_t* base = nullptr;
+  int num_blocks = 0, block_size = 16, num_kv_heads = 0, head_dim = 0;
+  __host__ __device__ int64_t layer_elems() const { return int64_t(num_blocks) * 2 * num_kv_heads * block_size * head_dim; }
+};
+
+struct SampleParamsDev {  // one per sequence
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  int32_t do_sample;  // 0: skip (token -1)
+  uint64_t seed;
+  uint64_t step;
+};
+
+// residual[r] = fp32(embed[tokens[r]]).
+void LaunchEmbed(const bf16_t* embed, const int32_t* tokens, int rows, int hidden, float* residual,
+                 cudaStream_t stream);
+
+// If delta != nullptr: residual += delta (+ bias). Then out = bf16(rmsnorm(residual) * w).
+// Only rows < rows are touched. If out_rows != nullptr, row i of out reads residual row
+// out_rows[i] (gather, for the final norm over last positions) and `rows` counts out rows; then
+// delta must be nullptr.
+void LaunchAddRmsNorm(float* residual, const bf16_t* delta, const float* bias, const float* w,
+                      float eps, int rows, int hidden, bf16_t* out, const int32_t* out_rows,
+                      cudaStream_t stream);
+
+struct RopeArgs {
+  const bf16_t* qkv;   // [rows, (nh + 2 nkv) * D] output of the fused QKV GEMM
+  const float* bias;   // [(nh + 2 nkv) * D] or nullptr
+  const float* q_norm; // [D] or nullptr (Qwen3)
+  const float* k_norm; // [D] or nullptr
+  float eps;
+  const float* inv_freq;  // [D/2], scaling already applied
+  int num_heads, num_kv_heads, head_dim, rows, layer;
+  bf16_t* q_out;       // [rows, nh, D]
+  KvGeom kv;
+};
+// Bias, q/k norm and RoPE (HF rotate_half) on q and k; writes q to q_out and k, v into the
+// paged cache at (block_ids[block_indptr[s] + pos / bs], pos % bs).
+void LaunchRopeKvWrite(const RopeArgs& a, const BatchMeta& m, cudaStream_t stream);
+
+// out[r, i] = bf16(silu(gu[r, i] + bg[i]) * (gu[r, I + i] + bu[I + i])), gu = [rows, 2I].
+void LaunchSwiglu(const bf16_t* gu, const float* bias, int rows, int inter, bf16_t* out,
+                  cudaStream_t stream);
+
+// Converts n fp32 values to bf16 / fills bf16 with uniform(-scale, scale) from a hash of
+// (seed, index) (random weights for benchmarks, made directly on the GPU).
+void LaunchFillRandomBf16(bf16_t* dst, int64_t n, float scale, uint64_t seed, cudaStream_t stream);
+void LaunchF32ToBf16(const float* src, bf16_t* dst, int64_t n, cudaStream_t stream);
+
+// One token per row of logits [rows, vocab] following SampleFromLogits' contract with the same
+// SamplingUniform(seed, step); tokens[r] = -1 where !do_sample.
+void LaunchSample(const float* logits, int rows, int vocab, const SampleParamsDev* params,
+                  int32_t* tokens, cudaStream_t stream);
+
+// ---- attention (cuda_attention.cu) ---------------------------------------------------------
+struct AttnArgs {
+  const bf16_t* q;  // [rows, nh, D] (RoPE applied)
+  bf16_t* out;      // [rows, nh, D]
+  int num_heads, num_kv_heads, head_dim, rows, num_seqs, layer;
+  int sliding_window;  // 0 = full
+  float scale;
+  KvGeom kv;
+};
+
+// Split-KV (flash-decoding) attention on CUDA cores: one query row at a time, any row of any
+// sequence (decode rows and, for head dims without a tensor-core path, prefill rows). `splits`
+// partitions each row's key range; workspace must hold AttnWorkspaceFloats(rows, nh, D, splits).
+size_t AttnWorkspaceFloats(int rows, int num_heads, int head_dim, int splits);
+void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
+                           cudaStream_t stream);
+// Picks a split count filling the GPU for `rows` query rows of up to max_ctx keys.
+int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
+
+// Causal prefill attention with tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation,
+// online softmax), queries of each sequence's chunk against its cached prefix + the chunk read
+// through the block table. Needs head_dim == 128. `tiles` = [num_tiles][2] (seq, first row in
+// the sequence's chunk) for 64-row query tiles.
+bool PrefillAttentionSupported(int head_dim);
+void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
+                            int num_tiles, cudaStream_t stream);
+
+}  // namespace pd::cuda

@@ -1,0 +1,342 @@
+// Each CUDA kernel against its CPU twin (double precision) on fresh random inputs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+
+#include "model/cuda/cuda_kernels.h"
+#include "model/sampling.h"
+#include "cuda_test_util.h"
+
+namespace pd::cuda {
+namespace {
+
+using cudatest::DevBuf;
+using cudatest::RandBf;
+using cudatest::RandF;
+using cudatest::RelErr;
+
+std::vector<float> ToF(const std::vector<uint16_t>& v) {
+  std::vector<float> f(v.size());
+  for (size_t i = 0; i < v.size(); ++i) f[i] = Bf16ToF32(v[i]);
+  return f;
+}
+
+// A batch of sequences with random block tables, uploaded as BatchMeta.
+struct TestBatch {
+  int block_size = 16, num_blocks = 0;
+  std::vector<int> cached, nnew;
+  std::vector<int32_t> tokens, row_pos, row_seq, seq_ctx, seq_qstart, seq_nnew, indptr, ids, tiles;
+  std::unique_ptr<DevBuf<int32_t>> d_row_pos, d_row_seq, d_ctx, d_qst, d_nn, d_ip, d_ids, d_nv,
+      d_tiles;
+  BatchMeta meta;
+  int rows() const { return int(row_pos.size()); }
+
+  void Build(std::vector<int> c, std::vector<int> n, int bs, std::mt19937& rng) {
+    cached = std::move(c);
+    nnew = std::move(n);
+    block_size = bs;
+    int total_blocks = 0;
+    for (size_t s = 0; s < cached.size(); ++s) total_blocks += (cached[s] + nnew[s] + bs - 1) / bs;
+    num_blocks = total_blocks + 5;
+    std::vector<int32_t> perm(num_blocks);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    indptr = {0};
+    int used = 0;
+    for (size_t s = 0; s < cached.size(); ++s) {
+      const int ctx = cached[s] + nnew[s], nb = (ctx + bs - 1) / bs;
+      for (int b = 0; b < nb; ++b) ids.push_back(perm[used++]);
+      indptr.push_back(int32_t(ids.size()));
+      seq_ctx.push_back(ctx);
+      seq_qstart.push_back(int32_t(row_pos.size()));
+      seq_nnew.push_back(nnew[s]);
+      for (int i = 0; i < nnew[s]; ++i) {
+        row_pos.push_back(cached[s] + i);
+        row_seq.push_back(int32_t(s));
+      }
+      for (int off = 0; off < nnew[s]; off += 64) {
+        tiles.push_back(int32_t(s));
+        tiles.push_back(off);
+      }
+    }
+    d_row_pos = std::make_unique<DevBuf<int32_t>>(row_pos);
+    d_row_seq = std::make_unique<DevBuf<int32_t>>(row_seq);
+    d_ctx = std::make_unique<DevBuf<int32_t>>(seq_ctx);
+    d_qst = std::make_unique<DevBuf<int32_t>>(seq_qstart);
+    d_nn = std::make_unique<DevBuf<int32_t>>(seq_nnew);
+    d_ip = std::make_unique<DevBuf<int32_t>>(indptr);
+    d_ids = std::make_unique<DevBuf<int32_t>>(ids);
+    d_nv = std::make_unique<DevBuf<int32_t>>(std::vector<int32_t>{rows()});
+    d_tiles = std::make_unique<DevBuf<int32_t>>(tiles);
+    meta.row_pos = d_row_pos->p;
+    meta.row_seq = d_row_seq->p;
+    meta.seq_ctx = d_ctx->p;
+    meta.seq_qstart = d_qst->p;
+    meta.seq_nnew = d_nn->p;
+    meta.block_indptr = d_ip->p;
+    meta.block_ids = d_ids->p;
+    meta.num_valid_rows = d_nv->p;
+  }
+  // Element offset of K/V[layer][block of pos][which][head][slot].
+  size_t Off(int layer, int s, int pos, int which, int head, int nkv, int D) const {
+    const int block = ids[indptr[s] + pos / block_size];
+    const size_t layer_elems = size_t(num_blocks) * 2 * nkv * block_size * D;
+    return layer * layer_elems + ((size_t(block) * 2 + which) * nkv + head) * block_size * D +
+           size_t(pos % block_size) * D;
+  }
+};
+
+TEST(CudaKernels, AddRmsNormMatchesCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  const int rows = 7, H = 1000;
+  auto res = RandF(size_t(rows) * H, rng), bias = RandF(H, rng, 0, 0.1f), w = RandF(H, rng, 1, 0.2f);
+  auto delta = RandBf(size_t(rows) * H, rng);
+  DevBuf<float> d_res(res), d_bias(bias), d_w(w);
+  DevBuf<uint16_t> d_delta(delta), d_out(size_t(rows) * H);
+  LaunchAddRmsNorm(d_res.p, d_delta.p, d_bias.p, d_w.p, 1e-5f, rows, H, d_out.p, nullptr, nullptr);
+  CK(cudaDeviceSynchronize());
+  std::vector<float> ref_res(res.size()), ref_out(res.size());
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < H; ++i) {
+      const size_t e = size_t(r) * H + i;
+      ref_res[e] = res[e] + Bf16ToF32(delta[e]) + bias[i];
+      ss += double(ref_res[e]) * ref_res[e];
+    }
+    const double inv = 1.0 / std::sqrt(ss / H + 1e-5);
+    for (int i = 0; i < H; ++i) ref_out[size_t(r) * H + i] = float(ref_res[size_t(r) * H + i] * inv * w[i]);
+  }
+  EXPECT_LT(RelErr(d_res.Get(), ref_res), 1e-6);
+  EXPECT_LT(RelErr(ToF(d_out.Get()), ref_out), 5e-3);
+  // Gather mode: rows {6, 2} of the updated residual.
+  DevBuf<int32_t> d_rows(std::vector<int32_t>{6, 2});
+  DevBuf<uint16_t> d_g(2 * size_t(H));
+  LaunchAddRmsNorm(d_res.p, nullptr, nullptr, d_w.p, 1e-5f, 2, H, d_g.p, d_rows.p, nullptr);
+  CK(cudaDeviceSynchronize());
+  std::vector<float> g = ToF(d_g.Get()), gref;
+  gref.insert(gref.end(), ref_out.begin() + 6 * H, ref_out.begin() + 7 * H);
+  gref.insert(gref.end(), ref_out.begin() + 2 * H, ref_out.begin() + 3 * H);
+  EXPECT_LT(RelErr(g, gref), 5e-3);
+}
+
+TEST(CudaKernels, SwigluMatchesCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  const int rows = 5, I = 300;
+  auto gu = RandBf(size_t(rows) * 2 * I, rng, 2.f);
+  auto bias = RandF(2 * I, rng, 0, 0.2f);
+  DevBuf<uint16_t> d_gu(gu), d_out(size_t(rows) * I);
+  DevBuf<float> d_b(bias);
+  LaunchSwiglu(d_gu.p, d_b.p, rows, I, d_out.p, nullptr);
+  CK(cudaDeviceSynchronize());
+  std::vector<float> ref(size_t(rows) * I);
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < I; ++i) {
+      const double g = Bf16ToF32(gu[size_t(r) * 2 * I + i]) + bias[i];
+      const double u = Bf16ToF32(gu[size_t(r) * 2 * I + I + i]) + bias[I + i];
+      ref[size_t(r) * I + i] = float(g / (1 + std::exp(-g)) * u);
+    }
+  }
+  EXPECT_LT(RelErr(ToF(d_out.Get()), ref), 5e-3);
+}
+
+std::vector<float> TestInvFreq(int D) {
+  std::vector<float> f(D / 2);
+  for (int i = 0; i < D / 2; ++i) f[i] = float(1.0 / std::pow(10000.0, 2.0 * i / D)) * 0.7f;
+  return f;
+}
+
+void RopeCase(int D, bool bias_on, bool norm_on) {
+  std::mt19937 rng(100 + D + bias_on * 7 + norm_on * 13);
+  const int nh = 6, nkv = 2, layer = 1, layers = 2, qkvw = (nh + 2 * nkv) * D;
+  TestBatch b;
+  b.Build({0, 21, 40}, {19, 1, 3}, 16, rng);
+  const int rows = b.rows();
+  auto qkv = RandBf(size_t(rows) * qkvw, rng);
+  auto bias = RandF(qkvw, rng, 0, 0.3f), qn = RandF(D, rng, 1, 0.2f), kn = RandF(D, rng, 1, 0.2f);
+  auto inv = TestInvFreq(D);
+  DevBuf<uint16_t> d_qkv(qkv), d_q(size_t(rows) * nh * D);
+  const size_t arena = size_t(layers) * b.num_blocks * 2 * nkv * 16 * D;
+  DevBuf<uint16_t> d_kv(arena);
+  DevBuf<float> d_bias(bias), d_qn(qn), d_kn(kn), d_inv(inv);
+  RopeArgs a{d_qkv.p, bias_on ? d_bias.p : nullptr, norm_on ? d_qn.p : nullptr,
+             norm_on ? d_kn.p : nullptr, 1e-6f, d_inv.p, nh, nkv, D, rows, layer, d_q.p,
+             KvGeom{d_kv.p, b.num_blocks, 16, nkv, D}};
+  LaunchRopeKvWrite(a, b.meta, nullptr);
+  CK(cudaDeviceSynchronize());
+  std::vector<uint16_t> kv = d_kv.Get();
+  std::vector<float> q = ToF(d_q.Get()), qref(q.size()), kvgot, kvref;
+  std::vector<bool> written(arena, false);
+  for (int r = 0; r < rows; ++r) {
+    const int pos = b.row_pos[r], s = b.row_seq[r];
+    for (int h = 0; h < nh + 2 * nkv; ++h) {
+      std::vector<double> x(D);
+      double ss = 0;
+      for (int i = 0; i < D; ++i) {
+        x[i] = Bf16ToF32(qkv[size_t(r) * qkvw + h * D + i]) + (bias_on ? bias[h * D + i] : 0.f);
+        ss += x[i] * x[i];
+      }
+      const bool is_q = h < nh, is_k = !is_q && h < nh + nkv;
+      if (norm_on && (is_q || is_k)) {
+        const double invn = 1.0 / std::sqrt(ss / D + 1e-6);
+        for (int i = 0; i < D; ++i) x[i] *= invn * (is_q ? qn[i] : kn[i]);
+      }
+      std::vector<double> y = x;
+      if (is_q || is_k) {
+        for (int i = 0; i < D / 2; ++i) {
+          const double ang = double(float(pos) * inv[i]);
+          y[i] = x[i] * std::cos(ang) - x[i + D / 2] * std::sin(ang);
+          y[i + D / 2] = x[i + D / 2] * std::cos(ang) + x[i] * std::sin(ang);
+        }
+      }
+      for (int i = 0; i < D; ++i) {
+        if (is_q) {
+          qref[(size_t(r) * nh + h) * D + i] = float(y[i]);
+        } else {
+          const size_t off = b.Off(layer, s, pos, is_k ? 0 : 1, is_k ? h - nh : h - nh - nkv, nkv, D) + i;
+          written[off] = true;
+          kvgot.push_back(Bf16ToF32(kv[off]));
+          kvref.push_back(float(y[i]));
+        }
+      }
+    }
+  }
+  EXPECT_LT(RelErr(q, qref), 5e-3);
+  EXPECT_LT(RelErr(kvgot, kvref), 5e-3);
+  size_t stray = 0;
+  for (size_t e = 0; e < arena; ++e) stray += !written[e] && kv[e] != 0xffff;
+  EXPECT_EQ(stray, 0u) << "KV writes outside the rows' slots";
+}
+
+TEST(CudaKernels, RopeKvWriteMatchesCpu) {
+  PD_REQUIRE_GPU();
+  for (int D : {16, 64, 128, 256}) {
+    SCOPED_TRACE(D);
+    RopeCase(D, false, false);
+    RopeCase(D, true, false);
+    RopeCase(D, false, true);
+  }
+}
+
+TEST(CudaKernels, SampleMatchesHostSampler) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  for (int vocab : {1000, 50000}) {
+    const int rows = 48;
+    auto logits = RandF(size_t(rows) * vocab, rng, 0, 3.f);
+    std::vector<SampleParamsDev> ps(rows);
+    std::vector<SamplingParams> hp(rows);
+    for (int r = 0; r < rows; ++r) {
+      SamplingParams p;
+      switch (r % 8) {
+        case 0: p.temperature = 0.f; break;
+        case 1: p.temperature = 0.7f; break;
+        case 2: p.temperature = 1.0f; p.top_k = 50; break;
+        case 3: p.temperature = 0.9f; p.top_p = 0.9f; break;
+        case 4: p.temperature = 1.3f; p.top_k = 20; p.top_p = 0.5f; break;
+        case 5: p.temperature = 0.5f; p.top_k = 1; break;
+        case 6: p.temperature = 2.0f; p.top_p = 0.3f; break;
+        default: p.temperature = 1.0f; p.top_k = vocab + 5; p.top_p = 0.999f; break;
+      }
+      p.seed = 1000 + r;
+      hp[r] = p;
+      ps[r] = SampleParamsDev{p.temperature, p.top_k, p.top_p, r == 7 ? 0 : 1, p.seed, uint64_t(r * 3)};
+    }
+    DevBuf<float> d_l(logits);
+    DevBuf<SampleParamsDev> d_p(ps);
+    DevBuf<int32_t> d_t(rows);
+    LaunchSample(d_l.p, rows, vocab, d_p.p, d_t.p, nullptr);
+    CK(cudaDeviceSynchronize());
+    auto got = d_t.Get();
+    for (int r = 0; r < rows; ++r) {
+      const int want = r == 7 ? -1 : SampleFromLogits(logits.data() + size_t(r) * vocab, vocab, hp[r], uint64_t(r * 3));
+      EXPECT_EQ(got[r], want) << "vocab " << vocab << " row " << r;
+    }
+  }
+}
+
+// CPU twin of both attention kernels: row r attends to keys [max(0, pos-w+1), pos].
+std::vector<float> AttnRef(const TestBatch& b, const std::vector<uint16_t>& q,
+                           const std::vector<uint16_t>& kv, int nh, int nkv, int D, int layer,
+                           int window) {
+  const int rows = b.rows(), group = nh / nkv;
+  std::vector<float> out(size_t(rows) * nh * D);
+  const double scale = 1.0 / std::sqrt(double(D));
+  for (int r = 0; r < rows; ++r) {
+    const int pos = b.row_pos[r], s = b.row_seq[r];
+    const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
+    for (int h = 0; h < nh; ++h) {
+      const int kvh = h / group;
+      std::vector<double> sc(pos + 1 - lo);
+      double mx = -1e300;
+      for (int j = lo; j <= pos; ++j) {
+        const size_t ko = b.Off(layer, s, j, 0, kvh, nkv, D);
+        double d = 0;
+        for (int i = 0; i < D; ++i) d += double(Bf16ToF32(q[(size_t(r) * nh + h) * D + i])) * Bf16ToF32(kv[ko + i]);
+        sc[j - lo] = d * scale;
+        mx = std::max(mx, sc[j - lo]);
+      }
+      double sum = 0;
+      for (double& v : sc) sum += (v = std::exp(v - mx));
+      for (int i = 0; i < D; ++i) {
+        double acc = 0;
+        for (int j = lo; j <= pos; ++j) acc += sc[j - lo] * Bf16ToF32(kv[b.Off(layer, s, j, 1, kvh, nkv, D) + i]);
+        out[(size_t(r) * nh + h) * D + i] = float(acc / sum);
+      }
+    }
+  }
+  return out;
+}
+
+void AttnCase(int D, int nh, int nkv, std::vector<int> cached, std::vector<int> nnew, int window,
+              bool tc, int splits) {
+  std::mt19937 rng(D * 7 + nh + window + splits + (tc ? 1000 : 0));
+  TestBatch b;
+  b.Build(std::move(cached), std::move(nnew), 16, rng);
+  const int layer = 1, layers = 2, rows = b.rows();
+  const size_t arena = size_t(layers) * b.num_blocks * 2 * nkv * 16 * D;
+  auto kv = RandBf(arena, rng), q = RandBf(size_t(rows) * nh * D, rng);
+  DevBuf<uint16_t> d_kv(kv), d_q(q), d_out(size_t(rows) * nh * D);
+  AttnArgs a{d_q.p, d_out.p, nh, nkv, D, rows, int(b.seq_ctx.size()), layer, window,
+             float(1.0 / std::sqrt(double(D))), KvGeom{d_kv.p, b.num_blocks, 16, nkv, D}};
+  if (tc) {
+    LaunchPrefillAttention(a, b.meta, b.d_tiles->p, int(b.tiles.size() / 2), nullptr);
+  } else {
+    DevBuf<float> ws(AttnWorkspaceFloats(rows, nh, D, splits));
+    LaunchDecodeAttention(a, b.meta, splits, ws.p, nullptr);
+    CK(cudaDeviceSynchronize());
+  }
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  auto ref = AttnRef(b, q, kv, nh, nkv, D, layer, window);
+  EXPECT_LT(RelErr(ToF(d_out.Get()), ref), 8e-3)
+      << "D=" << D << " nh=" << nh << " nkv=" << nkv << " window=" << window << " tc=" << tc
+      << " splits=" << splits;
+}
+
+TEST(CudaKernels, DecodeAttentionMatchesCpu) {
+  PD_REQUIRE_GPU();
+  for (int D : {16, 32, 64, 128, 256}) {
+    for (int splits : {1, 3, 8}) {
+      AttnCase(D, 8, 2, {0, 36, 299}, {1, 1, 1}, 0, false, splits);   // decode rows, GQA 4
+      AttnCase(D, 12, 1, {5, 0}, {9, 20}, 0, false, splits);          // prefill rows, group 12
+    }
+    AttnCase(D, 4, 4, {40, 3}, {1, 30}, 8, false, 2);                 // sliding window
+  }
+}
+
+TEST(CudaKernels, PrefillAttentionMatchesCpu) {
+  PD_REQUIRE_GPU();
+  ASSERT_TRUE(PrefillAttentionSupported(128));
+  AttnCase(128, 8, 2, {0}, {64}, 0, true, 1);
+  AttnCase(128, 8, 2, {0, 70, 5, 0}, {130, 64, 1, 200}, 0, true, 1);  // chunks over a cached prefix
+  AttnCase(128, 4, 1, {33, 0}, {100, 77}, 40, true, 1);               // sliding window
+  AttnCase(128, 32, 8, {1000}, {129}, 0, true, 1);
+}
+
+}  // namespace
+}  // namespace pd::cuda
