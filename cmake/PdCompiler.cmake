@@ -16,7 +16,7 @@ if(PD_SANITIZE)
     endif()
   endforeach()
   set(_san_flags "-fsanitize=${PD_SANITIZE}" -fno-omit-frame-pointer -fno-sanitize-recover=all)
-  add_compile_options($<$<COMPILE_LANGUAGE:CXX,C>:${_san_flags}>)
+  add_compile_options("$<$<COMPILE_LANGUAGE:CXX,C>:${_san_flags}>")
   add_link_options(${_san_flags})
 endif()
 
