@@ -98,11 +98,15 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
   dreq.set_max_tokens(c.prep.max_tokens);
   *dreq.mutable_sampling() = c.req->sampling();
   dreq.set_ignore_eos(c.req->ignore_eos());
+  *dreq.mutable_stop_token_ids() = c.req->stop_token_ids();
+  dreq.set_incarnation(res.incarnation());
+  dreq.set_first_token(-1);
   bool local = dec.place == PrefillPlace::kLocal;
   PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens,
                dc.name, local ? "on decode" : "remote", dec.reason);
   if (!local) {
     StatusOr<int32_t> first = RemotePrefill(c, d, res);
+    if (first.ok()) dreq.set_first_token(*first);
     if (!first.ok()) {
       if (c.calls.cancelled() || !cfg_.router.fallback_to_decode ||
           first.status().code() == StatusCode::kInvalidArgument) {
@@ -132,6 +136,7 @@ StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveRes
     for (int32_t t : c.prep.ids) pr.add_prompt_ids(t);
     pr.set_target(res.target());
     pr.set_decode_name(cfg_.decode[d].name);
+    pr.set_compat_hash(res.compat_hash());
     *pr.mutable_sampling() = c.req->sampling();
     v1::PrefillResponse resp;
     grpc::ClientContext pctx;
@@ -168,7 +173,6 @@ Status RouterImpl::StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq) {
   bool finished = false;
   while (!finished && reader->Read(&m)) {
     std::vector<int32_t> ids(m.token_ids().begin(), m.token_ids().end());
-    if (m.cached_tokens() > 0) c.cached_tokens = m.cached_tokens();
     finished = m.finish_reason() != 0;
     if ((ids.empty() && !finished) || Emit(c, ids, m.finish_reason(), finished)) continue;
     break;  // client gone
