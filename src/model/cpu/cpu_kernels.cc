@@ -1,0 +1,159 @@
+#include "model/cpu/cpu_kernels.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace pd {
+namespace cpu {
+namespace {
+
+bool HaveAvx2() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+__attribute__((target("avx2,fma"))) float HsumAvx(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
+  return _mm_cvtss_f32(lo);
+}
+
+__attribute__((target("avx2,fma"))) float DotF32Avx(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  float s = HsumAvx(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) __m256 LoadBf16Avx(const uint16_t* p) {
+  __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+__attribute__((target("avx2,fma"))) float DotBf16Avx(const float* a, const uint16_t* b,
+                                                     int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), LoadBf16Avx(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), LoadBf16Avx(b + i + 8), s1);
+  }
+  float s = HsumAvx(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * Bf16ToF32(b[i]);
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) void Bf16ToF32Avx(const uint16_t* src, float* dst,
+                                                      int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadBf16Avx(src + i));
+  for (; i < n; ++i) dst[i] = Bf16ToF32(src[i]);
+}
+
+// Rows per task of the GEMV and the largest M it handles.
+constexpr int64_t kGemvMaxM = 4;
+// fp32 panel of a bf16 weight converted before sgemm: at most this many floats.
+constexpr int64_t kPanelFloats = int64_t{4} << 20;
+
+void Gemv(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const float* bias,
+          float* y) {
+  const int64_t N = w.rows, K = w.cols;
+  std::vector<std::vector<float>> rowbuf(pool.size());
+  pool.ParallelFor(N, 16, [&](int64_t b, int64_t e, int tid) {
+    std::vector<float>& tmp = rowbuf[tid];
+    for (int64_t n = b; n < e; ++n) {
+      const float* wr;
+      if (w.dtype == DType::kF32) {
+        wr = w.f32() + n * K;
+      } else if (M == 1) {
+        y[n] = DotBf16(x, w.bf16() + n * K, K) + (bias ? bias[n] : 0.0f);
+        continue;
+      } else {
+        tmp.resize(K);
+        Bf16ToF32Row(w.bf16() + n * K, tmp.data(), K);
+        wr = tmp.data();
+      }
+      for (int64_t m = 0; m < M; ++m) y[m * N + n] = DotF32(x + m * K, wr, K) + (bias ? bias[n] : 0.0f);
+    }
+  });
+}
+
+}  // namespace
+
+float DotF32(const float* a, const float* b, int64_t n) {
+  if (HaveAvx2()) return DotF32Avx(a, b, n);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float DotBf16(const float* a, const uint16_t* b, int64_t n) {
+  if (HaveAvx2()) return DotBf16Avx(a, b, n);
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * Bf16ToF32(b[i]);
+  return s;
+}
+
+void Bf16ToF32Row(const uint16_t* src, float* dst, int64_t n) {
+  if (HaveAvx2()) return Bf16ToF32Avx(src, dst, n);
+  for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToF32(src[i]);
+}
+
+void Linear(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const float* bias,
+            float* y) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M <= kGemvMaxM) return Gemv(pool, x, M, w, bias, y);
+  if (w.dtype == DType::kF32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w.f32(), K, 0.0f,
+                y, N);
+  } else {
+    const int64_t panel_rows = std::max<int64_t>(64, std::min<int64_t>(N, kPanelFloats / K));
+    std::vector<float> panel(static_cast<size_t>(std::min(N, panel_rows) * K));
+    for (int64_t n0 = 0; n0 < N; n0 += panel_rows) {
+      const int64_t rows = std::min(panel_rows, N - n0);
+      pool.ParallelFor(rows, 8, [&](int64_t b, int64_t e, int) {
+        Bf16ToF32Row(w.bf16() + (n0 + b) * K, panel.data() + b * K, (e - b) * K);
+      });
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, panel.data(),
+                  K, 0.0f, y + n0, N);
+    }
+  }
+  if (bias) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
+  }
+}
+
+void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float r = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = w[i] * (x[i] * r);
+}
+
+void ApplyRope(float* v, int D, const float* cos, const float* sin) {
+  const int h = D / 2;
+  for (int i = 0; i < h; ++i) {
+    const float a = v[i], b = v[i + h];
+    v[i] = a * cos[i] - b * sin[i];
+    v[i + h] = b * cos[i] + a * sin[i];
+  }
+}
+
+void SiluMul(float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
+}
+
+}  // namespace cpu
+}  // namespace pd
