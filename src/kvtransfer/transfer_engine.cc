@@ -120,6 +120,8 @@ Status TransferEngine::Start() {
   }
   if (m.opt.transport == "tcp") {
     m.transport = MakeTcpTransport(m.opt, m.incarnation, &m);
+  } else if (m.opt.transport == "rdma") {
+    m.transport = MakeRdmaTransport(m.opt, m.incarnation, &m);
   } else if (m.opt.transport == "local") {
     m.transport = MakeLocalTransport(m.opt, m.incarnation, &m);
   } else {

@@ -93,6 +93,8 @@ class Transport {
 
 std::unique_ptr<Transport> MakeTcpTransport(const EngineOptions& options, uint64_t incarnation,
                                             TransportHost* host);
+std::unique_ptr<Transport> MakeRdmaTransport(const EngineOptions& options, uint64_t incarnation,
+                                             TransportHost* host);
 std::unique_ptr<Transport> MakeLocalTransport(const EngineOptions& options, uint64_t incarnation,
                                               TransportHost* host);
 

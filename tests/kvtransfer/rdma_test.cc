@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "kvtransfer/rdma/fake_verbs.h"
 #include "kvtransfer/rdma/rdma_channel.h"
@@ -170,6 +171,101 @@ TEST(RdmaFakeTest, RealLoaderReportsMissingDeviceClearly) {
   // No RDMA NIC on any project machine: the loader must fail cleanly, never crash.
   if (v.ok()) GTEST_SKIP() << "an RDMA device exists here";
   EXPECT_NE(v.status().message().find("rdma"), std::string::npos) << v.status().ToString();
+}
+
+}  // namespace
+}  // namespace pd::kvtransfer::rdma
+
+// ---- the "rdma" transport inside TransferEngine, on the fake fabric --------------------------
+
+#include "kvtransfer/rdma/rdma_transport.h"
+#include "kvtransfer/transfer_engine.h"
+
+namespace pd::kvtransfer::rdma {
+namespace {
+
+class ForwardingVerbs final : public Verbs {
+ public:
+  explicit ForwardingVerbs(FakeVerbs* d) : d_(d) {}
+  StatusOr<MemoryRegion> RegisterMemory(void* a, size_t n) override { return d_->RegisterMemory(a, n); }
+  StatusOr<uint32_t> CreateQp() override { return d_->CreateQp(); }
+  QpAddress LocalAddress(uint32_t q) const override { return d_->LocalAddress(q); }
+  Status ConnectQp(uint32_t q, const QpAddress& r) override { return d_->ConnectQp(q, r); }
+  Status PostWrite(uint32_t q, uint64_t w, std::span<const Sge> s, uint64_t ra, uint32_t rk,
+                   std::optional<uint32_t> imm) override {
+    return d_->PostWrite(q, w, s, ra, rk, imm);
+  }
+  Status PostRecv(uint32_t q, uint64_t w) override { return d_->PostRecv(q, w); }
+  int PollCq(std::span<Completion> out) override { return d_->PollCq(out); }
+  void DestroyQp(uint32_t q) override { d_->DestroyQp(q); }
+
+ private:
+  FakeVerbs* d_;
+};
+
+std::unique_ptr<TransferEngine> RdmaEngine(const std::string& name, std::vector<uint8_t>& mem) {
+  EngineOptions o;
+  o.name = name;
+  o.transport = "rdma";
+  o.compat_hash = 8;
+  o.chunk_bytes = 64 << 10;
+  auto e = std::make_unique<TransferEngine>(o);
+  EXPECT_TRUE(e->RegisterArena({mem.data(), mem.size()}).ok());
+  const Status st = e->Start();
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return e;
+}
+
+TEST(RdmaEngineTest, WriteWithNotificationThroughTheEngineOnFakeVerbs) {
+  static FakeFabric fabric;  // outlives the engines
+  SetVerbsFactoryForTesting(
+      [] { return StatusOr<std::unique_ptr<Verbs>>(std::make_unique<ForwardingVerbs>(fabric.AddDevice())); });
+  std::vector<uint8_t> a(4 << 20), b(4 << 20, 0);
+  std::mt19937 rng(8);
+  for (auto& x : a) x = static_cast<uint8_t>(rng());
+  auto src = RdmaEngine("prefill", a);
+  auto dst = RdmaEngine("decode", b);
+  auto peer = src->LoadRemoteMetadata(dst->LocalMetadata());
+  ASSERT_TRUE(peer.ok());
+  ASSERT_TRUE(src->Connect(*peer).ok());
+  EXPECT_EQ(src->Stats().connected_paths, 4u);
+  auto id = src->Post(Op::kWrite, *peer, std::vector<Desc>{{0, 3, (3 << 20) + 5}},
+                      std::vector<Desc>{{0, 11, (3 << 20) + 5}}, "req-1 done");
+  ASSERT_TRUE(id.ok());
+  auto res = src->Wait(*id, std::chrono::milliseconds(10000));
+  ASSERT_EQ(res.state, TransferState::kDone) << res.status.ToString();
+  EXPECT_EQ(std::memcmp(a.data() + 3, b.data() + 11, (3 << 20) + 5), 0);
+  std::vector<Notification> notes;
+  for (int i = 0; i < 1000 && notes.empty(); ++i) {
+    notes = dst->GetNotifications();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_EQ(notes[0].bytes, "req-1 done");
+  EXPECT_EQ(notes[0].peer_name, "prefill");
+  src->Release(*id);
+  // The decode engine goes away: the next transfer fails, it does not hang.
+  dst.reset();
+  id = src->Post(Op::kWrite, *peer, std::vector<Desc>{{0, 0, 1 << 20}}, std::vector<Desc>{{0, 0, 1 << 20}});
+  ASSERT_TRUE(id.ok());
+  res = src->Wait(*id, std::chrono::milliseconds(10000));
+  EXPECT_EQ(res.state, TransferState::kError);
+  EXPECT_EQ(res.status.code(), StatusCode::kUnavailable) << res.status.ToString();
+  src->Release(*id);
+  EXPECT_EQ(src->Stats().transport_transfers, 0u);
+  SetVerbsFactoryForTesting({});
+}
+
+TEST(RdmaEngineTest, WithoutADeviceStartReportsIt) {
+  std::vector<uint8_t> m(4096);
+  EngineOptions o;
+  o.name = "x";
+  o.transport = "rdma";
+  TransferEngine e(o);
+  ASSERT_TRUE(e.RegisterArena({m.data(), m.size()}).ok());
+  const Status st = e.Start();
+  if (st.ok()) GTEST_SKIP() << "an RDMA device exists here";
+  EXPECT_NE(st.message().find("rdma"), std::string::npos) << st.ToString();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 namespace pd::kvtransfer::rdma {
 
 FakeVerbs* FakeFabric::AddDevice() {
+  std::lock_guard<std::mutex> l(mu_);
   devs_.push_back(std::make_unique<FakeVerbs>(this, static_cast<uint16_t>(devs_.size() + 1)));
   return devs_.back().get();
 }
@@ -15,6 +16,7 @@ void FakeFabric::Kill(FakeVerbs* dev) {
 }
 
 FakeVerbs* FakeFabric::Find(uint16_t lid) {
+  std::lock_guard<std::mutex> l(mu_);
   for (auto& d : devs_) {
     if (d->lid() == lid) return d.get();
   }

@@ -6,6 +6,7 @@
 // outstanding limits; a device can be killed to test peer failure.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -65,9 +66,10 @@ class FakeFabric {
   uint32_t NextKey() { return next_key_++; }
 
  private:
+  std::mutex mu_;  // guards devs_
   std::vector<std::unique_ptr<FakeVerbs>> devs_;
-  uint32_t next_qpn_ = 100;
-  uint32_t next_key_ = 0x1000;
+  std::atomic<uint32_t> next_qpn_{100};
+  std::atomic<uint32_t> next_key_{0x1000};
 };
 
 }  // namespace pd::kvtransfer::rdma

@@ -31,6 +31,7 @@ Status RdmaChannel::SetPeer(std::vector<uint32_t> qps, std::vector<RemoteRegion>
   remote_ = std::move(remote_arenas);
   remote_ring_ = remote_ring;
   qps_.clear();
+  qpns_ = qps;
   for (uint32_t qpn : qps) {
     QpState q;
     q.qpn = qpn;
@@ -155,6 +156,10 @@ void RdmaChannel::Progress() {
     for (int i = 0; i < n; ++i) OnCompletion(cs[i]);
     if (n < 32) break;
   }
+  Advance();
+}
+
+void RdmaChannel::Advance() {
   const int64_t now = clock_.NowNs();
   std::vector<TransferId> expired;
   for (auto& [id, x] : xfers_) {

@@ -66,6 +66,11 @@ class RdmaChannel {
   StatusOr<TransferId> Post(std::vector<Segment> segs, std::string notify, int64_t deadline_ns);
   // Polls the CQ, posts chunks, checks deadlines. Call from the progress thread.
   void Progress();
+  // For a CQ shared by several channels: the owner polls it, hands each completion of this
+  // channel's QPs to Deliver(), then calls Advance() (post chunks, check deadlines).
+  void Deliver(const Completion& c) { OnCompletion(c); }
+  void Advance();
+  const std::vector<uint32_t>& qpns() const { return qpns_; }
   TransferResult Result(TransferId id) const;
   void Release(TransferId id);
   std::vector<std::string> TakeNotifications();
@@ -112,6 +117,7 @@ class RdmaChannel {
   std::vector<RemoteRegion> remote_;
   RemoteRegion remote_ring_;
   std::vector<QpState> qps_;
+  std::vector<uint32_t> qpns_;
   std::unique_ptr<PathSelector> selector_;
   std::map<TransferId, Xfer> xfers_;
   std::deque<TransferId> queue_;
