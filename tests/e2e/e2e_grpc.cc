@@ -30,6 +30,7 @@ StatusOr<DaemonStats> GetDaemonStats(const std::string& addr, bool is_decode) {
   d.free_blocks = resp.free_blocks();
   d.waiting = resp.waiting();
   d.running = resp.running();
+  d.steps = resp.steps();
   return d;
 }
 

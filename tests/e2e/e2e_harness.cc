@@ -155,13 +155,13 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     close(p[1]);
     const std::string up = BinPath("pd-up");
     const std::string logs = d->dir_ + "/logs";
-    if (spec.bin_dir.empty()) {
-      execl(up.c_str(), up.c_str(), d->yaml_path_.c_str(), "--log-dir", logs.c_str(),
-            "--grace-s", "3", nullptr);
-    } else {
-      execl(up.c_str(), up.c_str(), d->yaml_path_.c_str(), "--log-dir", logs.c_str(),
-            "--grace-s", "3", "--bin-dir", spec.bin_dir.c_str(), nullptr);
-    }
+    std::vector<std::string> args = {up, d->yaml_path_, "--log-dir", logs, "--grace-s", "3"};
+    if (!spec.bin_dir.empty()) args.insert(args.end(), {"--bin-dir", spec.bin_dir});
+    if (spec.restart) args.push_back("--restart");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(up.c_str(), argv.data());
     _exit(127);
   }
   close(p[1]);

@@ -37,6 +37,7 @@ struct DeploySpec {
   std::string extra_router;   // extra YAML lines under router: (indented by the caller)
   std::string bin_dir;        // pd-up --bin-dir ("" = next to pd-up)
   std::string model_dir;      // "" = TinyModelDir()
+  bool restart = false;       // pd-up --restart (dead daemons are started again)
 };
 
 // A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.
@@ -74,6 +75,7 @@ struct DaemonStats {
   int64_t total_blocks = 0;
   int64_t free_blocks = 0;  // free + evictable cached: what a new request can use
   int waiting = 0, running = 0;
+  int64_t steps = 0;
 };
 StatusOr<DaemonStats> GetDaemonStats(const std::string& addr, bool is_decode);
 // Sends bytes that are not a GenerateRequest to the router's Generate method; returns the status.

@@ -114,6 +114,7 @@ class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillSe
       --running_;
     }
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    ++steps_;
     const int n = req->prompt_ids_size();
     resp->set_first_token(FakeNextToken(req->prompt_ids(n - 1), n, vocab_));
     return grpc::Status::OK;
@@ -140,6 +141,7 @@ class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillSe
     resp->set_total_blocks(s.total_blocks);
     resp->set_free_blocks(s.free_blocks + s.cached_blocks);
     resp->set_incarnation(incarnation_);
+    resp->set_steps(steps_);  // fake: prefills served (prefill) / 0 (decode)
     return grpc::Status::OK;
   }
 
@@ -156,6 +158,7 @@ class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillSe
   uint64_t incarnation_;
   std::atomic<uint64_t> next_seq_{1};
   int running_ = 0;
+  std::atomic<int64_t> steps_{0};
   std::map<std::string, pd::LeaseId> leases_;
   std::map<std::string, pd::SeqId> seqs_;
   std::map<std::string, bool> cancelled_;

@@ -92,6 +92,62 @@ TEST(RouterFakeE2E, RoutesStreamsAndHitsThePrefixCache) {
   EXPECT_EQ(h->instances.size(), 2u);
 }
 
+int64_t PrefillsServed(const Deployment& d, const std::string& name) {
+  auto s = GetDaemonStats(d.InstanceAddress(name), false);
+  return s.ok() ? s->steps : -1;
+}
+
+TEST(RouterFakeE2E, ConditionalDisaggregationSkipsPForShortUncachedParts) {
+  DeploySpec spec;
+  spec.disagg_threshold = 32;
+  spec.bin_dir = FakeBinDir();
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Client c((*dep)->endpoint());
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 0);
+  EXPECT_TRUE(Gen(c, Prompt(31, 1), 2).status.ok());  // 31 < 32: on decode
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 0);
+  EXPECT_TRUE(Gen(c, Prompt(32, 2), 2).status.ok());  // remote
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 1);
+  EXPECT_TRUE(Gen(c, Prompt(200, 3), 2).status.ok());  // remote
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 2);
+  // Same 200-token prompt: 192 cached on decode, 8 uncached < 32 -> decode prefills itself.
+  const GenerateResult hit = Gen(c, Prompt(200, 3), 2);
+  EXPECT_EQ(hit.cached_tokens, 192);
+  EXPECT_EQ(hit.ids, Expected(Prompt(200, 3), 2));
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 2);
+}
+
+TEST(RouterFakeE2E, RestartedPrefillRejoins) {
+  DeploySpec spec;
+  spec.disagg_threshold = 0;
+  spec.restart = true;
+  spec.bin_dir = FakeBinDir();
+  auto dep = Deployment::Start(spec, 30);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Client c((*dep)->endpoint());
+  (*dep)->Kill("prefill-0");
+  // While P is down, requests fall back to decode.
+  bool saw_down = false;
+  for (int i = 0; i < 40 && !saw_down; ++i) {
+    auto h = c.Health();
+    saw_down = h.ok() && !h->serving;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(saw_down);
+  EXPECT_EQ(Gen(c, Prompt(100, 5), 3).ids, Expected(Prompt(100, 5), 3));
+  // pd-up restarts it after 1 s; the next successful poll puts it back in rotation.
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    auto h = c.Health();
+    back = h.ok() && h->serving;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(back);
+  EXPECT_EQ(Gen(c, Prompt(100, 6), 3).ids, Expected(Prompt(100, 6), 3));
+  EXPECT_EQ(PrefillsServed(**dep, "prefill-0"), 1);  // the new incarnation served it
+}
+
 TEST(RouterFakeE2E, BadRequests) {
   DeploySpec spec;
   spec.bin_dir = FakeBinDir();
