@@ -94,7 +94,7 @@ StatusOr<std::vector<int32_t>> ReferenceGenerate(const std::string& model,
   std::string out;
   const int rc = RunCapture({BinPath("pd-generate"), "--model", model, "--prompt-ids", ids,
                              "--max-tokens", std::to_string(max_tokens), "--ignore-eos",
-                             "--output", "ids"},
+                             "--threads", "1"},
                             &out);
   if (rc != 0) return Internal("pd-generate exited with " + std::to_string(rc) + ": " + out);
   std::vector<int32_t> result;
