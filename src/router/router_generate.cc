@@ -55,7 +55,9 @@ grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRe
     decode_.AddInflight(d, 1);
     result = RunOnDecode(c, d);
     decode_.AddInflight(d, -1);
-    if (result.ok() || c.streamed > 0 || c.calls.cancelled() || !InstanceFailure(result)) break;
+    const bool retriable = InstanceFailure(result) ||
+                           result.code() == StatusCode::kResourceExhausted;  // D's pool is full
+    if (result.ok() || c.streamed > 0 || c.calls.cancelled() || !retriable) break;
     PD_LOG_WARN("{}: decode {} failed before streaming ({}); trying another", c.id,
                 cfg_.decode[d].name, result.ToString());
     tried.push_back(d);
