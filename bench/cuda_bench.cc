@@ -257,15 +257,18 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     m.row_pos = up(pos);
     m.row_seq = up(seq);
     m.num_valid_rows = up(nv);
-    const int splits = pd::cuda::ChooseSplits(batch, nkv, ctx, sms);
+    const int auto_splits = pd::cuda::ChooseSplits(batch, nkv, ctx, sms);
     float* ws = nullptr;
-    CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, splits) * 4));
+    CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, 4 * auto_splits) * 4));
     pd::cuda::AttnArgs a{q, out, nh, nkv, D, batch, batch, 0, 0, 1.f / std::sqrt(128.f),
                          pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
-    const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
-    const double bytes = double(kv_elems) * 2;
-    std::printf("attn     decode batch %3d ctx %5d (GQA 32/8, D128, %d splits): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
-                batch, ctx, splits, ms * 1e3, bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
+    for (int splits : {auto_splits, 2 * auto_splits, 4 * auto_splits}) {
+      const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
+      const double bytes = double(kv_elems) * 2;
+      std::printf("attn     decode batch %3d ctx %5d (GQA 32/8, D128, %2d splits%s): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
+                  batch, ctx, splits, splits == auto_splits ? ", auto" : "", ms * 1e3,
+                  bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
+    }
     cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(ws);
     cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));
@@ -281,7 +284,7 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     CHECK_CUDA(cudaMalloc(&out, size_t(n) * nh * D * 2));
     std::vector<int32_t> ids(blocks), ip{0, blocks}, ctx{n}, qst{0}, nn{n}, tiles;
     for (int i = 0; i < blocks; ++i) ids[i] = i;
-    for (int off = 0; off < n; off += 64) {
+    for (int off = 0; off < n; off += pd::cuda::kPrefillTileRows) {
       tiles.push_back(0);
       tiles.push_back(off);
     }

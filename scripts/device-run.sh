@@ -8,6 +8,7 @@ OUT=${OUT:-/tmp/pd-out}
 mkdir -p "$OUT"
 BIN=.dev/cuda/bin
 export PD_TEST_DATA_DIR=$PWD/tests/data
+export LD_LIBRARY_PATH=$PWD/.dev/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 steps=${*:-tests bench hf sanitize}
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
 has() { [[ " $steps " == *" $1 "* ]]; }

@@ -57,7 +57,7 @@ struct TestBatch {
         row_pos.push_back(cached[s] + i);
         row_seq.push_back(int32_t(s));
       }
-      for (int off = 0; off < nnew[s]; off += 64) {
+      for (int off = 0; off < nnew[s]; off += pd::cuda::kPrefillTileRows) {
         tiles.push_back(int32_t(s));
         tiles.push_back(off);
       }

@@ -2,8 +2,8 @@
 // self-consistency (chunked == one-shot prefill, batched == single, graphs == eager).
 //
 // Tolerances (bf16 weights, activations and KV vs an fp32 reference): first-token logits within
-// a relative L2 error of 3e-2; under teacher forcing every greedy token equals the golden one
-// unless our own top-2 margin at that step is below 0.08 (a legitimate bf16 flip).
+// a relative L2 error of 6e-2; under teacher forcing every greedy token equals the golden one
+// unless our own top-2 margin at that step is below 0.15 (a legitimate bf16 flip).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -110,12 +110,12 @@ TEST_P(GoldenParity, TeacherForcedGreedyAndFirstLogits) {
     Seq s;
     std::vector<float> l = d.Step({&s}, {prompt});
     worst_rel = std::max(worst_rel, cudatest::RelErr(l, first));
-    EXPECT_LT(cudatest::RelErr(l, first), 3e-2) << "first logits, prompt of " << prompt.size();
+    EXPECT_LT(cudatest::RelErr(l, first), 6e-2) << "first logits, prompt of " << prompt.size();
     for (size_t i = 0; i < gen.size(); ++i) {
       ++steps;
       if (Argmax(l.data(), V) != gen[i]) {
         ++flips;
-        EXPECT_LT(Margin(l.data(), V, gen[i]), 0.08f) << "step " << i << " of prompt " << prompt.size();
+        EXPECT_LT(Margin(l.data(), V, gen[i]), 0.15f) << "step " << i << " of prompt " << prompt.size();
       }
       if (i + 1 < gen.size()) l = d.Step({&s}, {{gen[i]}});
     }

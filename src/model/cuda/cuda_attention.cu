@@ -3,7 +3,7 @@
 //    all heads of a GQA group in one CTA (each K/V row is read once per group), any head dim
 //    in {16, 32, 64, 128, 256}; partial (m, l, o) per split, merged by CombineKernel.
 //  * PrefillAttnKernel: causal flash attention with mma.sync m16n8k16 (bf16 in, fp32 acc),
-//    64 query rows x 64 keys per step, K/V gathered through the block table with cp.async
+//    128 query rows (8 warps) x 64 keys per step, K/V gathered through the block table with cp.async
 //    (double-buffered), XOR-swizzled shared memory for conflict-free ldmatrix.
 #include <cuda_bf16.h>
 
@@ -195,11 +195,12 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
 }
 
 // ---- tensor-core prefill ------------------------------------------------------------------
-constexpr int kPD = 128, kBM = 64, kBN = 64, kPThreads = 128;
-constexpr int kTileElems = kBM * kPD;  // 64 x 128 bf16 = 16 KB
-constexpr size_t kPrefillSmem = 5 * kTileElems * sizeof(bf16_t);  // Q, K[2], V[2]
+constexpr int kPD = 128, kBM = kPrefillTileRows, kBN = 64, kPThreads = kBM * 2;  // 16 rows/warp
+constexpr int kTileElems = kBN * kPD;  // one K or V tile: 64 x 128 bf16 = 16 KB
+constexpr int kQElems = kBM * kPD;
+constexpr size_t kPrefillSmem = (kQElems + 4 * kTileElems) * sizeof(bf16_t);  // Q, K[2], V[2]
 
-__device__ __forceinline__ int Swz(int row, int col) {  // element offset in a 64x128 tile
+__device__ __forceinline__ int Swz(int row, int col) {  // element offset in an Nx128 tile
   return row * kPD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
 
@@ -251,7 +252,7 @@ __global__ void __launch_bounds__(kPThreads) PrefillAttnKernel(AttnArgs a, Batch
                                                                const int32_t* tiles) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);
-  bf16_t* ks = qs + kTileElems;  // [2]
+  bf16_t* ks = qs + kQElems;  // [2]
   bf16_t* vs = ks + 2 * kTileElems;  // [2]
   const int s = tiles[2 * blockIdx.x], qoff = tiles[2 * blockIdx.x + 1];
   const int h = blockIdx.y, nh = a.num_heads;

@@ -104,7 +104,8 @@ int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
 // Causal prefill attention with tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation,
 // online softmax), queries of each sequence's chunk against its cached prefix + the chunk read
 // through the block table. Needs head_dim == 128. `tiles` = [num_tiles][2] (seq, first row in
-// the sequence's chunk) for 64-row query tiles.
+// the sequence's chunk) for kPrefillTileRows-row query tiles.
+constexpr int kPrefillTileRows = 128;
 bool PrefillAttentionSupported(int head_dim);
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream);

@@ -297,7 +297,7 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
       rseq[row] = s;
     }
     srows[s] = row - 1;
-    for (int off = 0; off < q.num_new_tokens; off += 64) {
+    for (int off = 0; off < q.num_new_tokens; off += pd::cuda::kPrefillTileRows) {
       tiles[2 * ntiles] = s;
       tiles[2 * ntiles + 1] = off;
       ++ntiles;
