@@ -12,7 +12,7 @@ PKGS=(
   libopenblas-dev
   iproute2 python3 procps
   clang-14 libclang-rt-14-dev
-  prometheus yamllint
+  prometheus yamllint libcpp-httplib-dev
 )
 
 missing=()
