@@ -1,0 +1,206 @@
+// deploy/: each Kustomize overlay builds offline, yamllint is clean, and the config embedded in
+// the generated ConfigMap is a valid pdserve deployment file whose instance list matches the
+// manifests (one instance per StatefulSet pod, named after the pod, reachable at the pod's
+// headless-Service DNS name on the container's ports). kubectl and yamllint come from
+// scripts/setup.sh; the test does not skip when they are missing, it fails.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/deploy_config.h"
+
+namespace pd {
+namespace {
+
+const std::string kSrc = PD_SOURCE_DIR;
+
+int RunShell(const std::string& cmd, std::string* out) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
+  const int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// The rendered manifests of one kustomization, indexed by "Kind/name".
+struct Rendered {
+  std::map<std::string, YAML::Node> docs;
+  std::string text;
+  const YAML::Node* Find(const std::string& kind, const std::string& name) const {
+    auto it = docs.find(kind + "/" + name);
+    return it == docs.end() ? nullptr : &it->second;
+  }
+};
+
+void Render(const std::string& dir, Rendered* r) {
+  const int rc = RunShell("kubectl kustomize " + kSrc + "/" + dir, &r->text);
+  ASSERT_EQ(rc, 0) << "kubectl kustomize " << dir << ":\n" << r->text;
+  for (const YAML::Node& d : YAML::LoadAll(r->text)) {
+    if (!d.IsMap()) continue;
+    r->docs[d["kind"].as<std::string>() + "/" + d["metadata"]["name"].as<std::string>()] = d;
+  }
+}
+
+// The one generated ConfigMap "pdserve-config-<hash>".
+void ConfigMapName(const Rendered& r, std::string* name) {
+  for (const auto& [key, d] : r.docs) {
+    if (key.rfind("ConfigMap/pdserve-config-", 0) == 0) {
+      ASSERT_TRUE(name->empty()) << "two pdserve-config ConfigMaps";
+      *name = d["metadata"]["name"].as<std::string>();
+    }
+  }
+  ASSERT_FALSE(name->empty()) << "no pdserve-config ConfigMap";
+}
+
+int NamedPort(const YAML::Node& container, const std::string& port_name) {
+  for (const auto& p : container["ports"]) {
+    if (p["name"].as<std::string>() == port_name) return p["containerPort"].as<int>();
+  }
+  return -1;
+}
+
+YAML::Node PdContainer(const YAML::Node& workload) {
+  for (const auto& c : workload["spec"]["template"]["spec"]["containers"]) {
+    if (c["name"].as<std::string>() == "pdserve") return c;
+  }
+  return YAML::Node();
+}
+
+// The workload mounts the generated ConfigMap, and its probes hit the gRPC port.
+void CheckPodWiring(const YAML::Node& w, const std::string& cm_name, int grpc_port) {
+  bool mounts = false;
+  for (const auto& v : w["spec"]["template"]["spec"]["volumes"]) {
+    if (v["configMap"] && v["configMap"]["name"].as<std::string>() == cm_name) mounts = true;
+  }
+  EXPECT_TRUE(mounts) << w["metadata"]["name"] << " does not mount " << cm_name;
+  const YAML::Node c = PdContainer(w);
+  ASSERT_TRUE(c.IsMap());
+  for (const char* probe : {"readinessProbe", "livenessProbe"}) {
+    ASSERT_TRUE(c[probe] && c[probe]["grpc"]) << probe << " is not a gRPC probe";
+    EXPECT_EQ(c[probe]["grpc"]["port"].as<int>(), grpc_port) << probe;
+  }
+}
+
+// One StatefulSet + headless Service per role; instance i = pod <role>-i.
+void CheckRole(const Rendered& r, const std::string& role,
+               const std::vector<InstanceConfig>& insts, const std::string& cm_name) {
+  const YAML::Node* sts = r.Find("StatefulSet", role);
+  const YAML::Node* svc = r.Find("Service", role);
+  ASSERT_TRUE(sts && svc) << role << ": StatefulSet and Service expected";
+  EXPECT_EQ((*svc)["spec"]["clusterIP"].as<std::string>(), "None") << role << " not headless";
+  EXPECT_EQ((*sts)["spec"]["serviceName"].as<std::string>(), role);
+  ASSERT_EQ((*sts)["spec"]["replicas"].as<size_t>(), insts.size())
+      << role << ": StatefulSet replicas != instances listed in pdserve.yaml";
+  const std::string ns = (*sts)["metadata"]["namespace"].as<std::string>();
+  const YAML::Node c = PdContainer(*sts);
+  const int grpc = NamedPort(c, "grpc"), kv = NamedPort(c, "kv");
+  for (size_t i = 0; i < insts.size(); ++i) {
+    const std::string pod = role + "-" + std::to_string(i);
+    EXPECT_EQ(insts[i].name, pod);
+    EXPECT_EQ(insts[i].host, pod + "." + role + "." + ns + ".svc.cluster.local");
+    EXPECT_EQ(insts[i].port, grpc) << pod;
+    EXPECT_EQ(insts[i].transport.port, kv) << pod;
+  }
+  CheckPodWiring(*sts, cm_name, grpc);
+  bool passes_pod_name = false;
+  for (const auto& a : c["args"]) passes_pod_name |= a.as<std::string>() == "$(POD_NAME)";
+  EXPECT_TRUE(passes_pod_name) << role << ": --instance $(POD_NAME) expected";
+}
+
+struct Expect {
+  const char* dir;
+  Backend backend;
+  const char* transport;
+  size_t prefill, decode;
+};
+
+class Overlay : public ::testing::TestWithParam<Expect> {};
+
+TEST_P(Overlay, BuildsAndMatchesItsConfig) {
+  const Expect e = GetParam();
+  Rendered r;
+  ASSERT_NO_FATAL_FAILURE(Render(e.dir, &r));
+  std::string cm_name;
+  ASSERT_NO_FATAL_FAILURE(ConfigMapName(r, &cm_name));
+  const YAML::Node data = r.Find("ConfigMap", cm_name)->operator[]("data")["pdserve.yaml"];
+  ASSERT_TRUE(data) << "ConfigMap has no pdserve.yaml";
+  StatusOr<DeployConfig> cfg = ParseDeployConfig(data.as<std::string>());
+  ASSERT_TRUE(cfg.ok()) << e.dir << ": " << cfg.status().ToString();
+  EXPECT_EQ(cfg->prefill.size(), e.prefill);
+  EXPECT_EQ(cfg->decode.size(), e.decode);
+  ASSERT_NO_FATAL_FAILURE(CheckRole(r, "prefill", cfg->prefill, cm_name));
+  ASSERT_NO_FATAL_FAILURE(CheckRole(r, "decode", cfg->decode, cm_name));
+
+  const YAML::Node* router = r.Find("Deployment", "router");
+  ASSERT_TRUE(router && r.Find("Service", "router"));
+  EXPECT_EQ(NamedPort(PdContainer(*router), "grpc"), cfg->router.port);
+  CheckPodWiring(*router, cm_name, cfg->router.port);
+
+  const bool gpu = e.backend == Backend::kCuda;
+  const bool rdma = std::string(e.transport) == "rdma";
+  for (const auto* list : {&cfg->prefill, &cfg->decode}) {
+    for (const auto& inst : *list) {
+      EXPECT_EQ(inst.backend, e.backend) << inst.name;
+      EXPECT_EQ(inst.transport.kind, e.transport) << inst.name;
+    }
+  }
+  for (const char* role : {"prefill", "decode"}) {
+    const YAML::Node c = PdContainer(*r.Find("StatefulSet", role));
+    const YAML::Node limits = c["resources"]["limits"];
+    EXPECT_EQ(bool(limits && limits["nvidia.com/gpu"]), gpu) << role;
+    EXPECT_EQ(bool(limits && limits["rdma/hca_shared_devices_a"]), rdma) << role;
+    bool ipc_lock = false;
+    if (c["securityContext"]) {
+      for (const auto& cap : c["securityContext"]["capabilities"]["add"]) {
+        ipc_lock |= cap.as<std::string>() == "IPC_LOCK";
+      }
+    }
+    EXPECT_EQ(ipc_lock, rdma) << role;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Deploy, Overlay,
+    ::testing::Values(Expect{"deploy/base", Backend::kCpu, "tcp", 1, 1},
+                      Expect{"deploy/overlays/cpu-dev", Backend::kCpu, "tcp", 1, 1},
+                      Expect{"deploy/overlays/h100-1p1d", Backend::kCuda, "tcp", 1, 1},
+                      Expect{"deploy/overlays/xpyd", Backend::kCuda, "tcp", 4, 1},
+                      Expect{"deploy/overlays/rdma", Backend::kCuda, "rdma", 4, 1}),
+    [](const auto& info) {
+      std::string n = std::string(info.param.dir);
+      n = n.substr(n.rfind('/') + 1);
+      for (char& ch : n) ch = (ch == '-') ? '_' : ch;
+      return n;
+    });
+
+TEST(Deploy, CpuDevNeedsNoVolumeClaim) {
+  Rendered r;
+  ASSERT_NO_FATAL_FAILURE(Render("deploy/overlays/cpu-dev", &r));
+  EXPECT_EQ(r.text.find("persistentVolumeClaim"), std::string::npos);
+  EXPECT_NE(r.text.find("pd-makemodel"), std::string::npos);
+}
+
+TEST(Deploy, YamllintIsClean) {
+  std::string out;
+  const int rc = RunShell("cd " + kSrc + " && yamllint -f parsable -c .yamllint deploy configs",
+                          &out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "") << "yamllint warnings:\n" << out;
+}
+
+TEST(Deploy, YamllintCatchesProblems) {
+  // Guards the check above: the committed config does reject bad YAML.
+  std::string out;
+  const int rc = RunShell("printf 'a: 1\\na: 2\\n' | yamllint -c " + kSrc + "/.yamllint -", &out);
+  EXPECT_NE(rc, 0) << out;
+}
+
+}  // namespace
+}  // namespace pd
