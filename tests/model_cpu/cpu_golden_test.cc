@@ -30,8 +30,8 @@ using testing_cpu::Seq;
 constexpr float kFp32LogitTol = 1e-3f;
 constexpr float kLowPrecKvRelL2 = 2e-2f;
 
-const char* kModels[] = {"llama_gqa_tied",  "llama3_scaled_mqa_v4cfg", "llama_bias_linear",
-                         "mistral_window",  "qwen2_bias_tied",         "qwen3_qknorm"};
+const char* kModels[] = {"llama_gqa_tied", "llama3_scaled_mqa_v4cfg", "llama_bias_linear",
+                         "mistral_window", "qwen2_bias_tied",         "qwen3_qknorm"};
 
 nlohmann::json Golden(const std::string& m) {
   std::ifstream f(GoldenDir(m) + "/golden.json");
@@ -71,7 +71,8 @@ void CheckModel(const std::string& m, DType kv, int chunk, bool exact_ids, float
     std::vector<float> want_logits = c["first_logits"].get<std::vector<float>>();
     Seq s;
     std::vector<float> logits;
-    std::vector<int32_t> got = d.Generate(&s, prompt, chunk, static_cast<int>(want.size()), &logits);
+    std::vector<int32_t> got =
+        d.Generate(&s, prompt, chunk, static_cast<int>(want.size()), &logits);
     float diff = exact_ids ? MaxAbsDiff(logits, want_logits) : RelL2(logits, want_logits);
     ASSERT_EQ(logits.size(), want_logits.size());
     worst = std::max(worst, diff);
@@ -84,12 +85,20 @@ void CheckModel(const std::string& m, DType kv, int chunk, bool exact_ids, float
               DTypeName(kv), chunk, exact_ids ? "max|diff|" : "relL2", worst, tol);
 }
 
-TEST_P(GoldenTest, Fp32KvWholePrompt) { CheckModel(GetParam(), DType::kF32, 0, true, kFp32LogitTol); }
+TEST_P(GoldenTest, Fp32KvWholePrompt) {
+  CheckModel(GetParam(), DType::kF32, 0, true, kFp32LogitTol);
+}
 TEST_P(GoldenTest, Fp32KvChunksOf5) { CheckModel(GetParam(), DType::kF32, 5, true, kFp32LogitTol); }
 TEST_P(GoldenTest, Fp32KvChunksOf1) { CheckModel(GetParam(), DType::kF32, 1, true, kFp32LogitTol); }
-TEST_P(GoldenTest, Bf16KvWholePrompt) { CheckModel(GetParam(), DType::kBF16, 0, false, kLowPrecKvRelL2); }
-TEST_P(GoldenTest, Bf16KvChunksOf5) { CheckModel(GetParam(), DType::kBF16, 5, false, kLowPrecKvRelL2); }
-TEST_P(GoldenTest, Fp16KvWholePrompt) { CheckModel(GetParam(), DType::kF16, 0, false, kLowPrecKvRelL2); }
+TEST_P(GoldenTest, Bf16KvWholePrompt) {
+  CheckModel(GetParam(), DType::kBF16, 0, false, kLowPrecKvRelL2);
+}
+TEST_P(GoldenTest, Bf16KvChunksOf5) {
+  CheckModel(GetParam(), DType::kBF16, 5, false, kLowPrecKvRelL2);
+}
+TEST_P(GoldenTest, Fp16KvWholePrompt) {
+  CheckModel(GetParam(), DType::kF16, 0, false, kLowPrecKvRelL2);
+}
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest, ::testing::ValuesIn(kModels),
                          [](const ::testing::TestParamInfo<const char*>& i) {

@@ -139,12 +139,12 @@ TEST(CpuRunner, InvalidBatchesRejectedKvUntouched) {
   bad.push_back(OneSeq({1, 2, 3, 4, 5}, 0, {2}));  // too few blocks for 5 tokens
   bad.push_back(OneSeq({1}, 300, {0, 1, 2}));      // beyond max_position_embeddings / blocks
   ForwardBatch mismatch = OneSeq({1, 2}, 0, {2});
-  mismatch.token_ids.push_back(3);                 // more tokens than seqs ask for
+  mismatch.token_ids.push_back(3);  // more tokens than seqs ask for
   bad.push_back(mismatch);
   ForwardBatch indptr = OneSeq({1}, 0, {2});
   indptr.block_indptr = {0};
   bad.push_back(indptr);
-  bad.push_back(ForwardBatch{});                   // empty
+  bad.push_back(ForwardBatch{});  // empty
   ForwardBatch zero = OneSeq({1}, 0, {2});
   zero.seqs[0].num_new_tokens = 0;
   bad.push_back(zero);

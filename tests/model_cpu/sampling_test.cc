@@ -1,10 +1,10 @@
 // Reference sampler (model/sampling.h) on tiny hand-computable distributions.
+#include "model/sampling.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
-
-#include "model/sampling.h"
 
 namespace pd {
 namespace {

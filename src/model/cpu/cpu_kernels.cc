@@ -41,8 +41,7 @@ __attribute__((target("avx2,fma"))) __m256 LoadBf16Avx(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
 }
 
-__attribute__((target("avx2,fma"))) float DotBf16Avx(const float* a, const uint16_t* b,
-                                                     int64_t n) {
+__attribute__((target("avx2,fma"))) float DotBf16Avx(const float* a, const uint16_t* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -54,8 +53,7 @@ __attribute__((target("avx2,fma"))) float DotBf16Avx(const float* a, const uint1
   return s;
 }
 
-__attribute__((target("avx2,fma"))) void Bf16ToF32Avx(const uint16_t* src, float* dst,
-                                                      int64_t n) {
+__attribute__((target("avx2,fma"))) void Bf16ToF32Avx(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LoadBf16Avx(src + i));
   for (; i < n; ++i) dst[i] = Bf16ToF32(src[i]);
@@ -84,7 +82,8 @@ void Gemv(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const
         Bf16ToF32Row(w.bf16() + n * K, tmp.data(), K);
         wr = tmp.data();
       }
-      for (int64_t m = 0; m < M; ++m) y[m * N + n] = DotF32(x + m * K, wr, K) + (bias ? bias[n] : 0.0f);
+      for (int64_t m = 0; m < M; ++m)
+        y[m * N + n] = DotF32(x + m * K, wr, K) + (bias ? bias[n] : 0.0f);
     }
   });
 }
@@ -115,8 +114,8 @@ void Linear(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, con
   const int64_t N = w.rows, K = w.cols;
   if (M <= kGemvMaxM) return Gemv(pool, x, M, w, bias, y);
   if (w.dtype == DType::kF32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w.f32(), K, 0.0f,
-                y, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w.f32(), K, 0.0f, y,
+                N);
   } else {
     const int64_t panel_rows = std::max<int64_t>(64, std::min<int64_t>(N, kPanelFloats / K));
     std::vector<float> panel(static_cast<size_t>(std::min(N, panel_rows) * K));
@@ -125,8 +124,8 @@ void Linear(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, con
       pool.ParallelFor(rows, 8, [&](int64_t b, int64_t e, int) {
         Bf16ToF32Row(w.bf16() + (n0 + b) * K, panel.data() + b * K, (e - b) * K);
       });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, panel.data(),
-                  K, 0.0f, y + n0, N);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, panel.data(), K,
+                  0.0f, y + n0, N);
     }
   }
   if (bias) {

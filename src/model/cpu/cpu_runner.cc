@@ -208,7 +208,8 @@ void CpuRunner::Embed(const ForwardBatch& b) {
   const int64_t T = static_cast<int64_t>(b.token_ids.size());
   pool_->ParallelFor(T, 8, [&](int64_t lo, int64_t hi, int) {
     for (int64_t t = lo; t < hi; ++t) {
-      const char* row = static_cast<const char*>(e.data) + static_cast<size_t>(b.token_ids[t]) * H * esz;
+      const char* row =
+          static_cast<const char*>(e.data) + static_cast<size_t>(b.token_ids[t]) * H * esz;
       ToF32(e.dtype, row, x_.data() + t * H, H);
     }
   });
@@ -243,8 +244,10 @@ void CpuRunner::QkNormRopeStore(int l, const ForwardBatch& b) {
       for (int h = 0; h < nkv; ++h) {
         if (!L.k_norm.empty()) cpu::RmsNorm(k + h * D, L.k_norm.data(), k + h * D, D, eps);
         cpu::ApplyRope(k + h * D, D, cs.data(), sn.data());
-        FromF32(kl.dtype, k + h * D, base + kl.elem_offset(l, blk, 0, h, slot) * kl.elem_bytes(), D);
-        FromF32(kl.dtype, v + h * D, base + kl.elem_offset(l, blk, 1, h, slot) * kl.elem_bytes(), D);
+        FromF32(kl.dtype, k + h * D, base + kl.elem_offset(l, blk, 0, h, slot) * kl.elem_bytes(),
+                D);
+        FromF32(kl.dtype, v + h * D, base + kl.elem_offset(l, blk, 1, h, slot) * kl.elem_bytes(),
+                D);
       }
     }
   });
@@ -317,7 +320,8 @@ void CpuRunner::Layer(int l, const ForwardBatch& b) {
   const CpuLayer& L = layers_[l];
   auto norm_rows = [&](const std::vector<float>& w) {
     pool_->ParallelFor(T, 4, [&](int64_t lo, int64_t hi, int) {
-      for (int64_t t = lo; t < hi; ++t) cpu::RmsNorm(x_.data() + t * H, w.data(), h_.data() + t * H, H, eps);
+      for (int64_t t = lo; t < hi; ++t)
+        cpu::RmsNorm(x_.data() + t * H, w.data(), h_.data() + t * H, H, eps);
     });
   };
   norm_rows(L.input_norm);

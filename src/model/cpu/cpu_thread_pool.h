@@ -21,8 +21,7 @@ class CpuThreadPool {
   int size() const { return num_threads_; }
   // Splits [0, n) into contiguous chunks of at least `grain` items and runs fn(begin, end, tid)
   // on the workers; returns when all chunks are done. Not reentrant.
-  void ParallelFor(int64_t n, int64_t grain,
-                   const std::function<void(int64_t, int64_t, int)>& fn);
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
   void WorkerLoop(int tid);
