@@ -36,6 +36,9 @@ class Counter {
   void Inc(double v = 1.0) {
     if (v >= 0) value_.fetch_add(v, std::memory_order_relaxed);
   }
+  // Sets the total, for counters mirrored at scrape time from a cumulative source (e.g. the
+  // block manager's prefix_hit_tokens, in a Registry collector). The source must never decrease.
+  void SetTotal(double v) { value_.store(v, std::memory_order_relaxed); }
   double Value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

@@ -82,10 +82,18 @@ TEST(MetricsRender, CollectorRunsAtScrape) {
   Registry reg;
   auto g = reg.AddGauge("pd_kv_blocks_test", "Blocks.", {"state"});
   ASSERT_TRUE(g.ok());
+  auto c = reg.AddCounter("pd_hits_test_total", "Hits.");
+  ASSERT_TRUE(c.ok());
   int calls = 0;
-  reg.AddCollector([&] { (*g)->WithLabels({"free"})->Set(++calls * 10); });
+  reg.AddCollector([&] {
+    ++calls;
+    (*g)->WithLabels({"free"})->Set(calls * 10);
+    (*c)->Get()->SetTotal(calls * 100);  // mirrored cumulative source
+  });
   reg.Render();
-  EXPECT_NE(reg.Render().find("pd_kv_blocks_test{state=\"free\"} 20\n"), std::string::npos);
+  const std::string text = reg.Render();
+  EXPECT_NE(text.find("pd_kv_blocks_test{state=\"free\"} 20\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("pd_hits_test_total 200\n"), std::string::npos) << text;
 }
 
 TEST(MetricsRegistry, RejectsBadNames) {
