@@ -96,6 +96,20 @@ void Kernels(pd::CpuThreadPool& pool, double ceiling) {
       3, [&] { pd::cpu::Linear(pool, x.data(), 128, m, nullptr, y.data()); }, &share);
   std::printf("bf16 linear M=128 : %.1f ms, %.1f GFLOP/s (panel convert + sgemm, cpu share %.2f)\n",
               s * 1e3, 2.0 * 128 * N * K / s / 1e9, share);
+  // The alternative: weights converted to fp32 once at load (2x memory, 2x bytes per decode).
+  pd::cpu::Matrix f = m;
+  f.owned.resize(N * K);
+  pd::cpu::Bf16ToF32Row(w.data(), f.owned.data(), N * K);
+  f.dtype = pd::DType::kF32;
+  f.data = f.owned.data();
+  s = Best(
+      5, [&] { pd::cpu::Linear(pool, x.data(), 1, f, nullptr, y.data()); }, &share);
+  std::printf("fp32 GEMV M=1     : %.2f ms (alternative: fp32 copy at load; cpu share %.2f)\n",
+              s * 1e3, share);
+  s = Best(
+      3, [&] { pd::cpu::Linear(pool, x.data(), 128, f, nullptr, y.data()); }, &share);
+  std::printf("fp32 linear M=128 : %.1f ms, %.1f GFLOP/s (sgemm only, cpu share %.2f)\n", s * 1e3,
+              2.0 * 128 * N * K / s / 1e9, share);
 }
 
 int ModelBench(const std::string& dir, int threads, int prompt, int steps) {
