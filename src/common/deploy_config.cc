@@ -39,8 +39,8 @@ class MapReader {
     try {
       *out = n.as<T>();
     } catch (const YAML::Exception&) {
-      status_ = InvalidArgument(Where(key) + "expected " + TypeName<T>() + ", got '" +
-                                n.Scalar() + "'");
+      status_ =
+          InvalidArgument(Where(key) + "expected " + TypeName<T>() + ", got '" + n.Scalar() + "'");
     }
   }
 
@@ -58,7 +58,8 @@ class MapReader {
   }
 
   // Calls fn(child node, child path) for a nested map.
-  void Sub(const char* key, const std::function<Status(const YAML::Node&, const std::string&)>& fn) {
+  void Sub(const char* key,
+           const std::function<Status(const YAML::Node&, const std::string&)>& fn) {
     const YAML::Node n = Take(key);
     if (!n || !status_.ok()) return;
     status_ = fn(n, path_.empty() ? key : path_ + "." + key);
@@ -153,10 +154,12 @@ Status ParseInstance(const YAML::Node& n, const std::string& path, InstanceConfi
   r.Field("prefill_chunk_tokens", &c->prefill_chunk_tokens);
   r.Field("max_model_len", &c->max_model_len);
   r.Field("lease_ms", &c->lease_ms);
-  r.Sub("transport",
-        [c](const YAML::Node& x, const std::string& p) { return ParseTransport(x, p, &c->transport); });
-  r.Sub("timeouts",
-        [c](const YAML::Node& x, const std::string& p) { return ParseTimeouts(x, p, &c->timeouts); });
+  r.Sub("transport", [c](const YAML::Node& x, const std::string& p) {
+    return ParseTransport(x, p, &c->transport);
+  });
+  r.Sub("timeouts", [c](const YAML::Node& x, const std::string& p) {
+    return ParseTimeouts(x, p, &c->timeouts);
+  });
   r.Field("log_level", &c->log_level);
   return r.Finish();
 }
@@ -232,8 +235,9 @@ Status ParseRoot(const YAML::Node& root, DeployConfig* cfg) {
   MapReader r(root, "");
   r.Field("version", &cfg->version);
   r.Field("name", &cfg->name);
-  r.Sub("router",
-        [cfg](const YAML::Node& x, const std::string& p) { return ParseRouter(x, p, &cfg->router); });
+  r.Sub("router", [cfg](const YAML::Node& x, const std::string& p) {
+    return ParseRouter(x, p, &cfg->router);
+  });
   InstanceConfig defaults;
   r.Sub("defaults", [&defaults](const YAML::Node& x, const std::string& p) {
     return ParseInstance(x, p, &defaults, nullptr);
@@ -369,15 +373,16 @@ Status DeployConfig::Validate() const {
       if (!names.insert(c.name).second) return Bad(p + ".name", "'" + c.name + "' is used twice");
       eps.push_back({p + ".port", c.host, c.port});
       if (c.transport.port != 0) {
-        eps.push_back({p + ".transport.port",
-                       c.transport.host.empty() ? c.host : c.transport.host, c.transport.port});
+        eps.push_back({p + ".transport.port", c.transport.host.empty() ? c.host : c.transport.host,
+                       c.transport.port});
       }
     }
   }
   for (size_t i = 0; i < eps.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (SameEndpoint(eps[i], eps[j])) {
-        return Bad(eps[i].field, std::to_string(eps[i].port) + " is already used by " + eps[j].field);
+        return Bad(eps[i].field,
+                   std::to_string(eps[i].port) + " is already used by " + eps[j].field);
       }
     }
   }
@@ -393,9 +398,8 @@ Status DeployConfig::Validate() const {
   for (const auto* list : {&prefill, &decode}) {
     for (size_t i = 0; i < list->size(); ++i) {
       const InstanceConfig& c = (*list)[i];
-      const InstanceConfig& first = *std::find_if(decode.begin(), decode.end(), [&](auto& x) {
-        return x.model_name == c.model_name;
-      });
+      const InstanceConfig& first = *std::find_if(
+          decode.begin(), decode.end(), [&](auto& x) { return x.model_name == c.model_name; });
       if (c.kv.block_size != first.kv.block_size) {
         return Bad(std::string(RoleName(c.role)) + "[" + std::to_string(i) + "].kv.block_size",
                    std::to_string(c.kv.block_size) + " differs from " + first.name + "'s " +

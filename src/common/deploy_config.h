@@ -32,13 +32,13 @@ namespace pd {
 enum class Backend { kCpu, kCuda };
 enum class InstanceRole { kPrefill, kDecode };
 
-const char* BackendName(Backend b);      // "cpu" | "cuda"
-const char* RoleName(InstanceRole r);    // "prefill" | "decode"
+const char* BackendName(Backend b);    // "cpu" | "cuda"
+const char* RoleName(InstanceRole r);  // "prefill" | "decode"
 
 // KV cache pool of one daemon. Size: `blocks` if > 0, else derived from memory.
 struct KvPoolConfig {
-  int blocks = 0;                 // number of KV blocks; 0 = derive from memory_mb / memory_fraction
-  int64_t memory_mb = 512;        // cpu backend, blocks == 0: host MiB for the KV arena
+  int blocks = 0;           // number of KV blocks; 0 = derive from memory_mb / memory_fraction
+  int64_t memory_mb = 512;  // cpu backend, blocks == 0: host MiB for the KV arena
   double memory_fraction = 0.85;  // cuda backend, blocks == 0: fraction of free GPU memory left
                                   // after weights that the KV arena takes (0, 1]
   std::string dtype = "auto";     // "auto" (= model dtype) | "bfloat16" | "float16" | "float32"
@@ -58,36 +58,36 @@ struct TransportConfig {
 
 // Deadlines of one daemon (every wait has one).
 struct TimeoutConfig {
-  int rpc_ms = 5000;         // control RPCs to peers (Reserve, Cancel, Stats, ...)
-  int prefill_ms = 60000;    // one remote prefill including its KV transfer
-  int transfer_ms = 30000;   // one posted transfer until its completion notification
+  int rpc_ms = 5000;        // control RPCs to peers (Reserve, Cancel, Stats, ...)
+  int prefill_ms = 60000;   // one remote prefill including its KV transfer
+  int transfer_ms = 30000;  // one posted transfer until its completion notification
 };
 
 // One prefill or decode daemon.
 struct InstanceConfig {
   InstanceRole role = InstanceRole::kDecode;  // set by the loader from the list it is in
-  std::string name;           // unique; default "<role>-<index>"; `--instance NAME` selects it.
-                              // An entry with `replicas: N` (N > 1) expands to NAME-0 .. NAME-N-1
-                              // with port, transport.port (if set) and gpu stepped per replica
-  std::string model;          // HF model directory (config.json + *.safetensors [+ tokenizer.json])
-  std::string model_name;     // served model name (ListModels, request.model); default: last
-                              // path component of `model`
+  std::string name;        // unique; default "<role>-<index>"; `--instance NAME` selects it.
+                           // An entry with `replicas: N` (N > 1) expands to NAME-0 .. NAME-N-1
+                           // with port, transport.port (if set) and gpu stepped per replica
+  std::string model;       // HF model directory (config.json + *.safetensors [+ tokenizer.json])
+  std::string model_name;  // served model name (ListModels, request.model); default: last
+                           // path component of `model`
   Backend backend = Backend::kCpu;  // "cpu" | "cuda"
-  int gpu = 0;                // first CUDA device id (cuda backend)
-  int tensor_parallel = 1;    // GPUs per instance: gpu .. gpu + tensor_parallel - 1
-  int cpu_threads = 0;        // cpu backend worker threads; 0 = all cores
-  std::string host = "127.0.0.1";  // gRPC listen/connect address
-  int port = 0;               // gRPC port (required, 1..65535)
+  int gpu = 0;                      // first CUDA device id (cuda backend)
+  int tensor_parallel = 1;          // GPUs per instance: gpu .. gpu + tensor_parallel - 1
+  int cpu_threads = 0;              // cpu backend worker threads; 0 = all cores
+  std::string host = "127.0.0.1";   // gRPC listen/connect address
+  int port = 0;                     // gRPC port (required, 1..65535)
   KvPoolConfig kv;
   TransportConfig transport;
-  int max_batch_tokens = 2048;      // token budget of one forward (prefill chunks + decode tokens)
-  int max_seqs = 64;                // max sequences in one running batch
-  int prefill_chunk_tokens = 512;   // max prompt tokens of one sequence per forward (chunked)
-  int max_model_len = 0;            // max prompt + output tokens; 0 = model's max positions
-  int lease_ms = 10000;       // decode: reserved blocks are freed if the prefill does not commit
-                              // within this time
+  int max_batch_tokens = 2048;     // token budget of one forward (prefill chunks + decode tokens)
+  int max_seqs = 64;               // max sequences in one running batch
+  int prefill_chunk_tokens = 512;  // max prompt tokens of one sequence per forward (chunked)
+  int max_model_len = 0;           // max prompt + output tokens; 0 = model's max positions
+  int lease_ms = 10000;  // decode: reserved blocks are freed if the prefill does not commit
+                         // within this time
   TimeoutConfig timeouts;
-  std::string log_level = "info";   // trace | debug | info | warn | error | off
+  std::string log_level = "info";  // trace | debug | info | warn | error | off
 
   // "host:port" for gRPC clients.
   std::string Address() const;
@@ -103,24 +103,24 @@ struct ScorerWeights {
 };
 
 struct RouterConfig {
-  std::string host = "0.0.0.0";  // public gRPC listen address
-  int port = 8000;               // public gRPC port (Inference service)
-  ScorerWeights scorers;         // used for picking D and P
+  std::string host = "0.0.0.0";       // public gRPC listen address
+  int port = 8000;                    // public gRPC port (Inference service)
+  ScorerWeights scorers;              // used for picking D and P
   int disagg_threshold_tokens = 256;  // uncached prompt tokens below this -> D prefills itself
                                       // (no P hop); 0 = always use a P when one is healthy
-  int health_interval_ms = 500;  // Stats/Health poll period per instance
-  int health_timeout_ms = 1000;  // one poll's deadline; a failed poll marks the instance down
-  int prefill_retries = 1;       // failed remote prefill: retries on another P before fallback
-  bool fallback_to_decode = true;  // after the retries (or with no healthy P) D prefills itself
-  int max_tokens_limit = 4096;   // requests with max_tokens above this -> INVALID_ARGUMENT
-  int request_timeout_ms = 0;    // whole-request deadline; 0 = none (client deadline applies)
+  int health_interval_ms = 500;       // Stats/Health poll period per instance
+  int health_timeout_ms = 1000;       // one poll's deadline; a failed poll marks the instance down
+  int prefill_retries = 1;            // failed remote prefill: retries on another P before fallback
+  bool fallback_to_decode = true;     // after the retries (or with no healthy P) D prefills itself
+  int max_tokens_limit = 4096;        // requests with max_tokens above this -> INVALID_ARGUMENT
+  int request_timeout_ms = 0;         // whole-request deadline; 0 = none (client deadline applies)
   int prefix_history_blocks = 65536;  // per-instance record of recently routed block hashes
   std::string log_level = "info";
 };
 
 struct DeployConfig {
-  int version = 1;                 // schema version; only 1 exists
-  std::string name = "pdserve";    // deployment name (logs)
+  int version = 1;               // schema version; only 1 exists
+  std::string name = "pdserve";  // deployment name (logs)
   RouterConfig router;
   std::vector<InstanceConfig> prefill;  // after `replicas` expansion
   std::vector<InstanceConfig> decode;   // after `replicas` expansion

@@ -7,8 +7,7 @@
 
 namespace pd::router {
 
-InstancePool::InstancePool(const std::vector<InstanceConfig>& instances,
-                           int prefix_history_blocks)
+InstancePool::InstancePool(const std::vector<InstanceConfig>& instances, int prefix_history_blocks)
     : instances_(instances), state_(instances.size()) {
   for (State& s : state_) s.prefix = std::make_unique<PrefixIndex>(prefix_history_blocks);
 }
@@ -107,11 +106,10 @@ std::vector<std::string> InstancePool::Describe() const {
   for (size_t i = 0; i < instances_.size(); ++i) {
     const State& s = state_[i];
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%s %s q=%d inflight=%d free=%lld/%lld",
-                  instances_[i].name.c_str(), s.healthy ? "up" : "down",
-                  s.last.waiting + s.last.running, s.inflight,
-                  static_cast<long long>(s.last.free_blocks),
-                  static_cast<long long>(s.last.total_blocks));
+    std::snprintf(
+        buf, sizeof buf, "%s %s q=%d inflight=%d free=%lld/%lld", instances_[i].name.c_str(),
+        s.healthy ? "up" : "down", s.last.waiting + s.last.running, s.inflight,
+        static_cast<long long>(s.last.free_blocks), static_cast<long long>(s.last.total_blocks));
     out.push_back(buf);
   }
   return out;

@@ -17,8 +17,8 @@ StatusOr<ServedModel> LoadServedModel(const InstanceConfig& instance) {
     m.tokenizer = std::move(t);
   }
   m.block_size = instance.kv.block_size;
-  m.max_model_len = instance.max_model_len > 0 ? instance.max_model_len
-                                               : m.config.max_position_embeddings;
+  m.max_model_len =
+      instance.max_model_len > 0 ? instance.max_model_len : m.config.max_position_embeddings;
   return m;
 }
 
@@ -34,7 +34,8 @@ StatusOr<PreparedRequest> PrepareRequest(const std::vector<ServedModel>& models,
       if (m.name == in.model) r.model = &m;
       names += (names.empty() ? "" : ", ") + m.name;
     }
-    if (!r.model) return InvalidArgument("unknown model '" + in.model + "' (served: " + names + ")");
+    if (!r.model)
+      return InvalidArgument("unknown model '" + in.model + "' (served: " + names + ")");
   }
   const ServedModel& m = *r.model;
   if (in.is_text) {
@@ -62,8 +63,8 @@ StatusOr<PreparedRequest> PrepareRequest(const std::vector<ServedModel>& models,
     return InvalidArgument("max_tokens must be > 0, got " + std::to_string(in.max_tokens));
   }
   if (in.max_tokens > max_tokens_limit) {
-    return InvalidArgument("max_tokens " + std::to_string(in.max_tokens) +
-                           " is above the limit " + std::to_string(max_tokens_limit));
+    return InvalidArgument("max_tokens " + std::to_string(in.max_tokens) + " is above the limit " +
+                           std::to_string(max_tokens_limit));
   }
   const int64_t need = static_cast<int64_t>(r.ids.size()) + in.max_tokens;
   if (need > m.max_model_len) {

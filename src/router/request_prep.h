@@ -16,12 +16,12 @@
 namespace pd::router {
 
 struct ServedModel {
-  std::string name;                            // served name (InstanceConfig::model_name)
+  std::string name;  // served name (InstanceConfig::model_name)
   std::string dir;
   ModelConfig config;
   std::shared_ptr<const Tokenizer> tokenizer;  // null without DIR/tokenizer.json
   int block_size = 16;
-  int max_model_len = 0;                       // prompt + output limit
+  int max_model_len = 0;  // prompt + output limit
 };
 
 // Loads DIR/config.json (+ DIR/tokenizer.json when present) of the instance's model.
@@ -29,7 +29,7 @@ StatusOr<ServedModel> LoadServedModel(const InstanceConfig& instance);
 
 // The request as it arrives (proto-independent).
 struct PromptInput {
-  std::string model;              // "" = the first served model
+  std::string model;  // "" = the first served model
   bool is_text = false;
   std::string text;
   std::vector<int32_t> ids;
@@ -38,9 +38,9 @@ struct PromptInput {
 
 struct PreparedRequest {
   const ServedModel* model = nullptr;
-  std::vector<int32_t> ids;        // prompt token ids
+  std::vector<int32_t> ids;  // prompt token ids
   int max_tokens = 0;
-  std::vector<uint64_t> chain;     // prefix hash chain of the prompt's full blocks
+  std::vector<uint64_t> chain;  // prefix hash chain of the prompt's full blocks
 };
 
 // Checks and tokenizes. INVALID_ARGUMENT for: unknown model, empty prompt, text without a

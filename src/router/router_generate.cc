@@ -48,7 +48,8 @@ grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRe
                                c.prep.chain, tried);
     if (d < 0) {
       if (tried.empty()) {
-        result = Unavailable("no healthy decode instance serves model '" + c.prep.model->name + "'");
+        result =
+            Unavailable("no healthy decode instance serves model '" + c.prep.model->name + "'");
       }
       break;
     }
@@ -104,8 +105,8 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
   dreq.set_incarnation(res.incarnation());
   dreq.set_first_token(-1);
   bool local = dec.place == PrefillPlace::kLocal;
-  PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens,
-               dc.name, local ? "on decode" : "remote", dec.reason);
+  PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens, dc.name,
+               local ? "on decode" : "remote", dec.reason);
   if (!local) {
     StatusOr<int32_t> first = RemotePrefill(c, d, res);
     if (first.ok()) dreq.set_first_token(*first);
@@ -127,7 +128,8 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
 
 StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveResponse& res) {
   std::vector<int> tried;
-  Status last = Unavailable("no healthy prefill instance serves model '" + c.prep.model->name + "'");
+  Status last =
+      Unavailable("no healthy prefill instance serves model '" + c.prep.model->name + "'");
   for (int attempt = 0; attempt <= cfg_.router.prefill_retries; ++attempt) {
     const int p = prefill_.Pick(pick_p_, c.prep.model->name, static_cast<int>(c.prep.ids.size()),
                                 c.prep.chain, tried);
@@ -189,8 +191,7 @@ Status RouterImpl::StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq) {
   if (!s.ok()) {
     const Status st = FromGrpc(s);
     if (InstanceFailure(st)) decode_.ReportDown(d, st.ToString());
-    return st.code() == StatusCode::kInvalidArgument ? st
-                                                     : st.WithContext(cfg_.decode[d].name);
+    return st.code() == StatusCode::kInvalidArgument ? st : st.WithContext(cfg_.decode[d].name);
   }
   if (!finished) Emit(c, {}, v1::FINISH_REASON_LENGTH, true);
   return OkStatus();

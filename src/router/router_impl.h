@@ -56,7 +56,6 @@ inline std::shared_ptr<grpc::Channel> MakeChannel(const std::string& addr) {
   return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
 }
 
-
 // A live request's downstream calls, so that a client cancel or a shutdown reaches them.
 class CallSet {
  public:
@@ -117,7 +116,7 @@ class RouterImpl final : public v1::Inference::Service {
     SysClock::time_point deadline;
     CallSet calls;
     std::unique_ptr<IncrementalDecoder> detok;
-    int streamed = 0;           // tokens already sent to the client
+    int streamed = 0;  // tokens already sent to the client
     double ttft_ms = 0;
     int cached_tokens = 0;
     bool client_gone = false;

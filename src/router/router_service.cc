@@ -37,8 +37,8 @@ Status RouterImpl::Start() {
   for (size_t i = 0; i < cfg_.prefill.size(); ++i) {
     pollers_.emplace_back(&RouterImpl::PollLoop, this, &prefill_, static_cast<int>(i), false);
   }
-  PD_LOG_INFO("router listening on {} ({} prefill, {} decode instances)", addr,
-              cfg_.prefill.size(), cfg_.decode.size());
+  PD_LOG_INFO("router listening on {} ({} prefill, {} decode instances)", addr, cfg_.prefill.size(),
+              cfg_.decode.size());
   return OkStatus();
 }
 
@@ -59,8 +59,8 @@ void RouterImpl::PollLoop(InstancePool* pool, int i, bool is_decode) {
     ctx.set_deadline(SysClock::now() + std::chrono::milliseconds(cfg_.router.health_timeout_ms));
     v1::StatsRequest req;
     v1::StatsResponse resp;
-    const grpc::Status s = is_decode ? d_stubs_[i]->Stats(&ctx, req, &resp)
-                                     : p_stubs_[i]->Stats(&ctx, req, &resp);
+    const grpc::Status s =
+        is_decode ? d_stubs_[i]->Stats(&ctx, req, &resp) : p_stubs_[i]->Stats(&ctx, req, &resp);
     if (s.ok()) {
       LoadSnapshot snap;
       snap.waiting = resp.waiting();
@@ -80,7 +80,8 @@ void RouterImpl::PollLoop(InstancePool* pool, int i, bool is_decode) {
 
 std::string RouterImpl::NewRequestId() {
   char buf[48];
-  std::snprintf(buf, sizeof buf, "r-%08llx-%llu", static_cast<unsigned long long>(id_salt_ & 0xffffffff),
+  std::snprintf(buf, sizeof buf, "r-%08llx-%llu",
+                static_cast<unsigned long long>(id_salt_ & 0xffffffff),
                 static_cast<unsigned long long>(next_id_++));
   return buf;
 }

@@ -20,15 +20,15 @@ namespace pd::router {
 
 // What the router knows about one instance when it places a request.
 struct InstanceLoad {
-  int queue_depth = 0;     // waiting + running requests (last Stats + router's own in-flight)
-  double kv_usage = 0.0;   // used / total KV blocks in [0, 1] (last Stats)
-  int prefix_blocks = 0;   // leading prompt blocks this instance likely has cached
+  int queue_depth = 0;    // waiting + running requests (last Stats + router's own in-flight)
+  double kv_usage = 0.0;  // used / total KV blocks in [0, 1] (last Stats)
+  int prefix_blocks = 0;  // leading prompt blocks this instance likely has cached
 };
 
 // The request as the scorers see it.
 struct RequestInfo {
-  int num_tokens = 0;                 // prompt length
-  int num_full_blocks = 0;            // prompt blocks that can be cached (hash chain length)
+  int num_tokens = 0;       // prompt length
+  int num_full_blocks = 0;  // prompt blocks that can be cached (hash chain length)
 };
 
 class Scorer {

@@ -89,8 +89,8 @@ StatusOr<std::vector<RequestSpec>> LoadJsonl(const std::string& path, int vocab_
       } else {
         return InvalidArgument(where + "needs prompt, prompt_ids or prompt_len");
       }
-      r.output_len = j.contains("output_len") ? j.at("output_len").get<int>()
-                                              : j.value("max_tokens", 0);
+      r.output_len =
+          j.contains("output_len") ? j.at("output_len").get<int>() : j.value("max_tokens", 0);
       if (r.output_len <= 0) return InvalidArgument(where + "needs output_len > 0");
       out.push_back(std::move(r));
     } catch (const nlohmann::json::exception& e) {
@@ -138,8 +138,8 @@ double RequestResult::tpot_ms() const {
   return output_tokens > 1 ? (e2e_ms - ttft_ms) / (output_tokens - 1) : 0.0;
 }
 
-Report MakeReport(const std::vector<RequestResult>& results, double duration_s,
-                  double slo_ttft_ms, double slo_tpot_ms) {
+Report MakeReport(const std::vector<RequestResult>& results, double duration_s, double slo_ttft_ms,
+                  double slo_tpot_ms) {
   Report r;
   r.duration_s = duration_s;
   r.slo_ttft_ms = slo_ttft_ms;
@@ -228,8 +228,9 @@ std::string ReportText(const Report& r) {
                 static_cast<long long>(r.output_tokens));
   os << buf;
   if (r.slo_ttft_ms > 0 || r.slo_tpot_ms > 0) {
-    std::snprintf(buf, sizeof buf, "goodput: %.3f req/s (%d of %d within TTFT<=%.0f ms, TPOT<=%.0f ms)\n",
-                  r.goodput, r.good, r.completed, r.slo_ttft_ms, r.slo_tpot_ms);
+    std::snprintf(buf, sizeof buf,
+                  "goodput: %.3f req/s (%d of %d within TTFT<=%.0f ms, TPOT<=%.0f ms)\n", r.goodput,
+                  r.good, r.completed, r.slo_ttft_ms, r.slo_tpot_ms);
     os << buf;
   }
   for (const std::string& e : r.sample_errors) os << "error: " << e << "\n";

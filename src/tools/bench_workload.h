@@ -78,12 +78,12 @@ struct Report {
   double total_throughput = 0;    // (prompt + output) tokens / s
   int64_t prompt_tokens = 0, cached_tokens = 0, output_tokens = 0;
   double slo_ttft_ms = 0, slo_tpot_ms = 0;  // 0 = no limit
-  int good = 0;                   // requests meeting both SLOs
-  double goodput = 0;             // good requests / s
-  std::vector<std::string> sample_errors;  // up to 5 distinct messages
+  int good = 0;                             // requests meeting both SLOs
+  double goodput = 0;                       // good requests / s
+  std::vector<std::string> sample_errors;   // up to 5 distinct messages
 };
-Report MakeReport(const std::vector<RequestResult>& results, double duration_s,
-                  double slo_ttft_ms, double slo_tpot_ms);
+Report MakeReport(const std::vector<RequestResult>& results, double duration_s, double slo_ttft_ms,
+                  double slo_tpot_ms);
 std::string ReportJson(const Report& r);
 std::string ReportText(const Report& r);
 

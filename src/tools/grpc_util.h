@@ -14,16 +14,16 @@
 namespace pd::client {
 
 struct GenerateParams {
-  std::string model;             // "" = the router's first model
-  std::vector<int32_t> ids;      // prompt as token ids (used when text is empty)
-  std::string text;              // prompt as text (needs a tokenizer.json on the server)
+  std::string model;         // "" = the router's first model
+  std::vector<int32_t> ids;  // prompt as token ids (used when text is empty)
+  std::string text;          // prompt as text (needs a tokenizer.json on the server)
   int max_tokens = 16;
-  double temperature = 0.0;      // 0 = greedy
+  double temperature = 0.0;  // 0 = greedy
   double top_p = 1.0;
   int top_k = 0;
   uint64_t seed = 0;
-  bool ignore_eos = false;       // benchmarks: always produce max_tokens tokens
-  std::string request_id;        // "" = the router assigns one
+  bool ignore_eos = false;  // benchmarks: always produce max_tokens tokens
+  std::string request_id;   // "" = the router assigns one
 };
 
 // One streamed message.
@@ -33,14 +33,14 @@ struct StreamEvent {
 };
 
 struct GenerateResult {
-  Status status;                 // gRPC status of the stream (code + message)
-  std::vector<int32_t> ids;      // all generated ids
-  std::string text;              // all generated text
-  std::string finish_reason;     // "length", "stop", ... (from the last message)
+  Status status;              // gRPC status of the stream (code + message)
+  std::vector<int32_t> ids;   // all generated ids
+  std::string text;           // all generated text
+  std::string finish_reason;  // "length", "stop", ... (from the last message)
   int prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;
-  double server_ttft_ms = 0;     // TTFT as the router measured it (usage)
-  double ttft_ms = 0;            // client-side: send -> first token message
-  double e2e_ms = 0;             // client-side: send -> end of stream
+  double server_ttft_ms = 0;           // TTFT as the router measured it (usage)
+  double ttft_ms = 0;                  // client-side: send -> first token message
+  double e2e_ms = 0;                   // client-side: send -> end of stream
   std::vector<double> token_times_ms;  // arrival time of every token (ms since send)
 };
 
@@ -52,8 +52,8 @@ struct ModelInfo {
 };
 
 struct HealthInfo {
-  bool serving = false;                 // router up and every instance healthy
-  std::vector<std::string> instances;   // "decode-0 up ..." lines as the router reports them
+  bool serving = false;                // router up and every instance healthy
+  std::vector<std::string> instances;  // "decode-0 up ..." lines as the router reports them
   std::string message;
 };
 

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -74,8 +74,10 @@ int ParseArgs(int argc, char** argv, Options* o) {
     if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
-    } else if (a == "--addr") { o->addr = next();
-    } else if (a == "--model") { o->model = next();
+    } else if (a == "--addr") {
+      o->addr = next();
+    } else if (a == "--model") {
+      o->model = next();
     } else if (a == "--preset") {
       auto p = bench::ParsePreset(next());
       if (!p.ok()) {
@@ -84,23 +86,40 @@ int ParseArgs(int argc, char** argv, Options* o) {
       }
       o->input = std::to_string(p->first);
       o->output = std::to_string(p->second);
-    } else if (a == "--input-len") { o->input = next();
-    } else if (a == "--output-len") { o->output = next();
-    } else if (a == "--dataset") { o->dataset = next();
-    } else if (a == "--shared-prefix") { o->shared_prefix = std::atoi(next().c_str());
-    } else if (a == "--rate") { o->rate = std::atof(next().c_str());
-    } else if (a == "--concurrency") { o->concurrency = std::atoi(next().c_str());
-    } else if (a == "--num-requests") { o->num_requests = std::atoi(next().c_str());
-    } else if (a == "--duration-s") { o->duration_s = std::atof(next().c_str());
-    } else if (a == "--warmup") { o->warmup = std::atoi(next().c_str());
-    } else if (a == "--slo-ttft-ms") { o->slo_ttft = std::atof(next().c_str());
-    } else if (a == "--slo-tpot-ms") { o->slo_tpot = std::atof(next().c_str());
-    } else if (a == "--json") { o->json = true;
-    } else if (a == "--no-progress") { o->progress = false;
-    } else if (a == "--seed") { o->seed = std::strtoull(next().c_str(), nullptr, 10);
-    } else if (a == "--timeout-ms") { o->timeout_ms = std::atoi(next().c_str());
-    } else if (a == "--temperature") { o->temperature = std::atof(next().c_str());
-    } else if (a == "--respect-eos") { o->ignore_eos = false;
+    } else if (a == "--input-len") {
+      o->input = next();
+    } else if (a == "--output-len") {
+      o->output = next();
+    } else if (a == "--dataset") {
+      o->dataset = next();
+    } else if (a == "--shared-prefix") {
+      o->shared_prefix = std::atoi(next().c_str());
+    } else if (a == "--rate") {
+      o->rate = std::atof(next().c_str());
+    } else if (a == "--concurrency") {
+      o->concurrency = std::atoi(next().c_str());
+    } else if (a == "--num-requests") {
+      o->num_requests = std::atoi(next().c_str());
+    } else if (a == "--duration-s") {
+      o->duration_s = std::atof(next().c_str());
+    } else if (a == "--warmup") {
+      o->warmup = std::atoi(next().c_str());
+    } else if (a == "--slo-ttft-ms") {
+      o->slo_ttft = std::atof(next().c_str());
+    } else if (a == "--slo-tpot-ms") {
+      o->slo_tpot = std::atof(next().c_str());
+    } else if (a == "--json") {
+      o->json = true;
+    } else if (a == "--no-progress") {
+      o->progress = false;
+    } else if (a == "--seed") {
+      o->seed = std::strtoull(next().c_str(), nullptr, 10);
+    } else if (a == "--timeout-ms") {
+      o->timeout_ms = std::atoi(next().c_str());
+    } else if (a == "--temperature") {
+      o->temperature = std::atof(next().c_str());
+    } else if (a == "--respect-eos") {
+      o->ignore_eos = false;
     } else {
       std::fprintf(stderr, "pd-bench: unknown argument '%s'\n%s", a.c_str(), kUsage);
       return 2;
@@ -179,8 +198,8 @@ double Measure(pd::client::Client& client, const Options& o, const std::string& 
   std::vector<std::thread> workers;
   for (int i = 0; i < n; ++i) {
     const double at = arrivals[std::min<size_t>(i, arrivals.size() - 1)];
-    std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(at)));
+    std::this_thread::sleep_until(
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(at)));
     if (o.duration_s > 0 &&
         std::chrono::duration<double>(Clock::now() - t0).count() >= o.duration_s) {
       break;

@@ -9,7 +9,8 @@
 
 namespace {
 
-constexpr char kUsage[] = R"(usage: pd-client [--addr HOST:PORT] (--text "..." | --ids 1,2,3) [options]
+constexpr char kUsage[] =
+    R"(usage: pd-client [--addr HOST:PORT] (--text "..." | --ids 1,2,3) [options]
 
   --addr HOST:PORT   router address                                  [127.0.0.1:8000]
   --text S           prompt text (the model needs a tokenizer.json)

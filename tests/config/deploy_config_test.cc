@@ -53,8 +53,8 @@ TEST(DeployConfig, ParsesDefaultsAndReplicas) {
   ASSERT_EQ(c->decode.size(), 2u);
   EXPECT_EQ(c->decode[0].name, "decode-0");
   EXPECT_EQ(c->decode[1].name, "decode-1");
-  EXPECT_EQ(c->decode[0].kv.blocks, 128);        // entry overrides one kv field...
-  EXPECT_EQ(c->decode[0].kv.block_size, 16);     // ...and keeps the other defaults
+  EXPECT_EQ(c->decode[0].kv.blocks, 128);     // entry overrides one kv field...
+  EXPECT_EQ(c->decode[0].kv.block_size, 16);  // ...and keeps the other defaults
   EXPECT_EQ(c->decode[0].lease_ms, 777);
   EXPECT_EQ(c->decode[1].max_seqs, 8);
   EXPECT_EQ(c->decode[1].Address(), "127.0.0.1:9201");
@@ -99,9 +99,11 @@ TEST(DeployConfig, BadValuesNameTheField) {
   y.replace(y.find("{name: p,"), 9, "{name: decode-1,");
   y.replace(y.find("replicas: 2"), 11, "replicas: 1");
   EXPECT_EQ(ErrorOf(y), "decode[1].name: 'decode-1' is used twice");
-  EXPECT_EQ(ErrorOf("version: 1\ndecode: []\n"), "decode: at least one decode instance is required");
+  EXPECT_EQ(ErrorOf("version: 1\ndecode: []\n"),
+            "decode: at least one decode instance is required");
   EXPECT_EQ(ErrorOf("version: 2\n"), "version: 2 is not supported (use 1)");
-  EXPECT_EQ(ErrorOf("decode:\n  - {port: 1}\n"), "decode[0].model: is required (HF model directory)");
+  EXPECT_EQ(ErrorOf("decode:\n  - {port: 1}\n"),
+            "decode[0].model: is required (HF model directory)");
   EXPECT_EQ(ErrorOf(""), "config is empty");
   EXPECT_NE(ErrorOf("router: [1, 2\n").find("YAML error at line"), std::string::npos);
 }
@@ -112,13 +114,15 @@ TEST(DeployConfig, PrefillNeedsADecodeOfItsModelAndBlockSizesAgree) {
   EXPECT_EQ(ErrorOf(y), "prefill[0].model_name: no decode instance serves model 'other'");
   y = kBase;
   y.replace(y.find("max_seqs: 8"), 11, "kv: {block_size: 32}");
-  EXPECT_EQ(ErrorOf(y), "decode[1].kv.block_size: 32 differs from decode-0's 16 (same model must agree)");
+  EXPECT_EQ(ErrorOf(y),
+            "decode[1].kv.block_size: 32 differs from decode-0's 16 (same model must agree)");
 }
 
 TEST(DeployConfig, LoadsFileAndShippedConfigs) {
   auto missing = LoadDeployConfig("/nonexistent/x.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
-  const std::filesystem::path dir = std::filesystem::path(PD_TEST_DATA_DIR) / ".." / ".." / "configs";
+  const std::filesystem::path dir =
+      std::filesystem::path(PD_TEST_DATA_DIR) / ".." / ".." / "configs";
   int n = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     if (e.path().extension() != ".yaml") continue;

@@ -36,8 +36,8 @@ TEST(BenchWorkload, SyntheticPromptsRespectRangesVocabAndSharedPrefix) {
     ASSERT_LE(r.prompt_ids.size(), 20u);
     EXPECT_EQ(r.output_len, 3);
     for (int32_t t : r.prompt_ids) ASSERT_TRUE(t >= 1 && t < 50);
-    EXPECT_TRUE(std::equal(r.prompt_ids.begin(), r.prompt_ids.begin() + 8,
-                           reqs[0].prompt_ids.begin()));
+    EXPECT_TRUE(
+        std::equal(r.prompt_ids.begin(), r.prompt_ids.begin() + 8, reqs[0].prompt_ids.begin()));
   }
   EXPECT_EQ(MakeSynthetic(w, 5, 7)[4].prompt_ids, reqs[4].prompt_ids);  // deterministic
 }
@@ -46,9 +46,12 @@ TEST(BenchWorkload, Jsonl) {
   const std::string path = ::testing::TempDir() + "/bench.jsonl";
   {
     std::ofstream f(path);
-    f << R"({"prompt": "hello", "output_len": 4})" << "\n\n"
-      << R"({"prompt_ids": [1, 2, 3], "max_tokens": 2})" << "\n"
-      << R"({"prompt_len": 5, "output_len": 1})" << "\n";
+    f << R"({"prompt": "hello", "output_len": 4})"
+      << "\n\n"
+      << R"({"prompt_ids": [1, 2, 3], "max_tokens": 2})"
+      << "\n"
+      << R"({"prompt_len": 5, "output_len": 1})"
+      << "\n";
   }
   auto reqs = LoadJsonl(path, 100, 1);
   ASSERT_TRUE(reqs.ok()) << reqs.status().ToString();
@@ -59,7 +62,9 @@ TEST(BenchWorkload, Jsonl) {
   EXPECT_EQ((*reqs)[2].prompt_ids.size(), 5u);
   {
     std::ofstream f(path);
-    f << R"({"prompt": "x", "output_len": 1})" << "\n" << "{bad\n";
+    f << R"({"prompt": "x", "output_len": 1})"
+      << "\n"
+      << "{bad\n";
   }
   auto bad = LoadJsonl(path, 100, 1);
   ASSERT_FALSE(bad.ok());

@@ -79,9 +79,9 @@ std::string TinyModelDir() {
   const std::string dir = std::string(PD_BUILD_DIR) + "/models/e2e-tiny";
   if (!fs::exists(dir + "/config.json") || !fs::exists(dir + "/model.safetensors")) {
     std::string out;
-    RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--out", dir, "--seed", "1",
-                "--quiet"},
-               &out);
+    RunCapture(
+        {BinPath("pd-makemodel"), "--preset", "tiny", "--out", dir, "--seed", "1", "--quiet"},
+        &out);
   }
   return dir;
 }
@@ -92,10 +92,10 @@ StatusOr<std::vector<int32_t>> ReferenceGenerate(const std::string& model,
   std::string ids;
   for (size_t i = 0; i < prompt.size(); ++i) ids += (i ? "," : "") + std::to_string(prompt[i]);
   std::string out;
-  const int rc = RunCapture({BinPath("pd-generate"), "--model", model, "--prompt-ids", ids,
-                             "--max-tokens", std::to_string(max_tokens), "--ignore-eos",
-                             "--threads", "1"},
-                            &out);
+  const int rc =
+      RunCapture({BinPath("pd-generate"), "--model", model, "--prompt-ids", ids, "--max-tokens",
+                  std::to_string(max_tokens), "--ignore-eos", "--threads", "1"},
+                 &out);
   if (rc != 0) return Internal("pd-generate exited with " + std::to_string(rc) + ": " + out);
   std::vector<int32_t> result;
   std::stringstream ss(out);
@@ -119,7 +119,8 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
   d->num_decode_ = spec.num_decode;
   std::ostringstream y;
   y << "version: 1\nname: e2e\n"
-    << "defaults:\n  model: " << (spec.model_dir.empty() ? TinyModelDir() : spec.model_dir) << "\n  backend: cpu\n  cpu_threads: 1\n"
+    << "defaults:\n  model: " << (spec.model_dir.empty() ? TinyModelDir() : spec.model_dir)
+    << "\n  backend: cpu\n  cpu_threads: 1\n"
     << "  kv: {blocks: " << spec.kv_blocks << ", block_size: 16}\n"
     << "  max_seqs: 64\n  max_batch_tokens: 1024\n  prefill_chunk_tokens: 256\n"
     << "  lease_ms: 5000\n  timeouts: {rpc_ms: 3000, prefill_ms: 10000, transfer_ms: 5000}\n"
@@ -199,8 +200,8 @@ Status Deployment::WaitReady(int timeout_s) {
       }
     }
   }
-  return DeadlineExceeded("deployment not ready in " + std::to_string(timeout_s) +
-                          " s; logs in " + dir_ + "/logs");
+  return DeadlineExceeded("deployment not ready in " + std::to_string(timeout_s) + " s; logs in " +
+                          dir_ + "/logs");
 }
 
 Deployment::~Deployment() {

@@ -31,13 +31,13 @@ StatusOr<std::vector<int32_t>> ReferenceGenerate(const std::string& model,
 struct DeploySpec {
   int num_prefill = 1;
   int num_decode = 1;
-  int disagg_threshold = 0;   // 0: every prompt goes through P
-  int kv_blocks = 256;        // per daemon
+  int disagg_threshold = 0;  // 0: every prompt goes through P
+  int kv_blocks = 256;       // per daemon
   int prefill_retries = 1;
-  std::string extra_router;   // extra YAML lines under router: (indented by the caller)
-  std::string bin_dir;        // pd-up --bin-dir ("" = next to pd-up)
-  std::string model_dir;      // "" = TinyModelDir()
-  bool restart = false;       // pd-up --restart (dead daemons are started again)
+  std::string extra_router;  // extra YAML lines under router: (indented by the caller)
+  std::string bin_dir;       // pd-up --bin-dir ("" = next to pd-up)
+  std::string model_dir;     // "" = TinyModelDir()
+  bool restart = false;      // pd-up --restart (dead daemons are started again)
 };
 
 // A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.

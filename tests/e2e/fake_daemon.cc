@@ -38,7 +38,9 @@ int64_t NowMs() {
 class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillService::Service {
  public:
   FakeDaemon(const pd::InstanceConfig& c, int vocab)
-      : cfg_(c), vocab_(vocab), blocks_(c.kv.blocks > 0 ? c.kv.blocks : 256, c.kv.block_size),
+      : cfg_(c),
+        vocab_(vocab),
+        blocks_(c.kv.blocks > 0 ? c.kv.blocks : 256, c.kv.block_size),
         incarnation_(std::random_device{}()) {}
 
   grpc::Status Reserve(grpc::ServerContext*, const v1::ReserveRequest* req,
@@ -90,7 +92,8 @@ class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillSe
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
     std::lock_guard<std::mutex> l(mu_);
-    (void)blocks_.CommitFullBlocks(seq, std::span<const int32_t>(toks.data(), req->prompt_ids_size()));
+    (void)blocks_.CommitFullBlocks(seq,
+                                   std::span<const int32_t>(toks.data(), req->prompt_ids_size()));
     (void)blocks_.Free(seq);
     seqs_.erase(req->request_id());
     cancelled_.erase(req->request_id());

@@ -24,7 +24,8 @@ using client::GenerateResult;
 std::vector<int32_t> Expected(const std::vector<int32_t>& prompt, int n, int vocab = 2048) {
   std::vector<int32_t> t = prompt, out;
   for (int i = 0; i < n; ++i) {
-    const int32_t next = static_cast<int32_t>((int64_t{t.back()} * 31 + int64_t(t.size()) * 7 + 3) % vocab);
+    const int32_t next =
+        static_cast<int32_t>((int64_t{t.back()} * 31 + int64_t(t.size()) * 7 + 3) % vocab);
     t.push_back(next);
     out.push_back(next);
   }
@@ -206,7 +207,11 @@ TEST(RouterFakeE2E, KilledPrefillIsRetriedAndCancelsFreeBlocks) {
   p.max_tokens = 500;
   int got = 0;
   const GenerateResult r = c.Generate(
-      p, [&](const client::StreamEvent& e) { got += static_cast<int>(e.ids.size()); if (got >= 3) cancel = true; },
+      p,
+      [&](const client::StreamEvent& e) {
+        got += static_cast<int>(e.ids.size());
+        if (got >= 3) cancel = true;
+      },
       30000, &cancel);
   EXPECT_EQ(r.status.code(), StatusCode::kCancelled) << r.status.ToString();
   EXPECT_LT(r.ids.size(), 500u);
@@ -239,10 +244,10 @@ TEST(RouterFakeE2E, ClientAndBenchTools) {
   EXPECT_NE(out.find("\"completed\": 40"), std::string::npos) << out;
   EXPECT_NE(out.find("\"failed\": 0"), std::string::npos) << out;
   EXPECT_NE(out.find("\"good_requests\": 40"), std::string::npos) << out;
-  EXPECT_EQ(RunCapture({BinPath("pd-bench"), "--addr", (*dep)->endpoint(), "--rate", "50",
-                        "--num-requests", "20", "--input-len", "16", "--output-len", "4",
-                        "--no-progress"},
-                       &out),
+  EXPECT_EQ(RunCapture(
+                {BinPath("pd-bench"), "--addr", (*dep)->endpoint(), "--rate", "50",
+                 "--num-requests", "20", "--input-len", "16", "--output-len", "4", "--no-progress"},
+                &out),
             0);
   EXPECT_NE(out.find("requests: 20 completed, 0 failed"), std::string::npos) << out;
 }
@@ -292,8 +297,8 @@ std::string ByteTokenizerJson() {
 TEST(RouterFakeE2E, TextPromptsAreTokenizedAndStreamedAsText) {
   const std::string dir = std::string(PD_BUILD_DIR) + "/models/e2e-bytes";
   std::string out;
-  ASSERT_EQ(RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--vocab", "256", "--out",
-                        dir, "--quiet"},
+  ASSERT_EQ(RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--vocab", "256", "--out", dir,
+                        "--quiet"},
                        &out),
             0);
   { std::ofstream(dir + "/tokenizer.json") << ByteTokenizerJson(); }
@@ -312,8 +317,8 @@ TEST(RouterFakeE2E, TextPromptsAreTokenizedAndStreamedAsText) {
   p.text = "Hello, world! \xc3\xa9t\xc3\xa9";
   p.max_tokens = 24;
   std::string streamed;
-  const GenerateResult r =
-      c.Generate(p, [&](const client::StreamEvent& e) { streamed += e.text; }, 30000);
+  const GenerateResult r = c.Generate(
+      p, [&](const client::StreamEvent& e) { streamed += e.text; }, 30000);
   ASSERT_TRUE(r.status.ok()) << r.status.ToString();
   std::vector<int32_t> prompt(p.text.begin(), p.text.end());
   for (auto& t : prompt) t &= 0xff;

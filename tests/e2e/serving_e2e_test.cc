@@ -238,7 +238,11 @@ TEST(ServingE2E, KilledPrefillDaemonAndClientCancelsLeakNothing) {
     p.ignore_eos = true;
     int got = 0;
     const GenerateResult r = c.Generate(
-        p, [&](const client::StreamEvent& e) { got += e.ids.size(); if (got >= 3) cancel = true; },
+        p,
+        [&](const client::StreamEvent& e) {
+          got += e.ids.size();
+          if (got >= 3) cancel = true;
+        },
         60000, &cancel);
     EXPECT_EQ(r.status.code(), StatusCode::kCancelled) << r.status.ToString();
     EXPECT_LT(static_cast<int>(r.ids.size()), 400);

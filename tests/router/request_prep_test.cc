@@ -63,7 +63,8 @@ TEST(RequestPrep, RejectsBadRequests) {
   EXPECT_EQ(Err(models, in), "prompt is empty");
   in = ok;
   in.ids[1] = 2048;
-  EXPECT_EQ(Err(models, in), "prompt token id 2048 at position 1 is outside the vocabulary [0, 2048)");
+  EXPECT_EQ(Err(models, in),
+            "prompt token id 2048 at position 1 is outside the vocabulary [0, 2048)");
   in.ids[1] = -1;
   EXPECT_NE(Err(models, in).find("outside the vocabulary"), std::string::npos);
   in = ok;
@@ -74,7 +75,8 @@ TEST(RequestPrep, RejectsBadRequests) {
   in = ok;
   in.ids.assign(90, 1);
   in.max_tokens = 11;
-  EXPECT_EQ(Err(models, in), "prompt (90 tokens) + max_tokens (11) exceeds the context of 100 tokens");
+  EXPECT_EQ(Err(models, in),
+            "prompt (90 tokens) + max_tokens (11) exceeds the context of 100 tokens");
   in = ok;
   in.is_text = true;
   in.text = "hello";

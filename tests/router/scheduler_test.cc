@@ -95,7 +95,7 @@ TEST(PrefixIndex, MatchesLeadingChainAndEvictsOldest) {
 
 TEST(Decider, ThresholdOnUncachedTokens) {
   EXPECT_EQ(DecidePrefill(100, 0, 64, true).place, PrefillPlace::kRemote);
-  EXPECT_EQ(DecidePrefill(100, 48, 64, true).place, PrefillPlace::kLocal);  // 52 uncached
+  EXPECT_EQ(DecidePrefill(100, 48, 64, true).place, PrefillPlace::kLocal);   // 52 uncached
   EXPECT_EQ(DecidePrefill(100, 36, 64, true).place, PrefillPlace::kRemote);  // 64 uncached
   EXPECT_EQ(DecidePrefill(10, 0, 64, true).place, PrefillPlace::kLocal);
   EXPECT_EQ(DecidePrefill(1000, 0, 64, false).place, PrefillPlace::kLocal);
