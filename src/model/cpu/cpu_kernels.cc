@@ -68,7 +68,9 @@ void Gemv(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const
           float* y) {
   const int64_t N = w.rows, K = w.cols;
   std::vector<std::vector<float>> rowbuf(pool.size());
-  pool.ParallelFor(N, 16, [&](int64_t b, int64_t e, int tid) {
+  // At least ~64K weights per task: waking workers costs more than smaller tasks save.
+  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, K * M));
+  pool.ParallelFor(N, grain, [&](int64_t b, int64_t e, int tid) {
     std::vector<float>& tmp = rowbuf[tid];
     for (int64_t n = b; n < e; ++n) {
       const float* wr;

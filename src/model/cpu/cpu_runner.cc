@@ -305,7 +305,13 @@ void CpuRunner::AttendOne(int l, const ForwardBatch& b, int s, int kvh, int tid)
 void CpuRunner::Attention(int l, const ForwardBatch& b) {
   const int nkv = cfg_.num_kv_heads;
   const int64_t items = static_cast<int64_t>(b.seqs.size()) * nkv;
-  pool_->ParallelFor(items, 1, [&](int64_t lo, int64_t hi, int tid) {
+  int64_t work = 0;  // multiply-adds, roughly
+  for (const SeqStep& st : b.seqs) {
+    work += static_cast<int64_t>(st.num_new_tokens) * (st.num_cached + st.num_new_tokens);
+  }
+  work *= 2 * cfg_.num_heads * cfg_.head_dim;
+  const int64_t grain = work < (int64_t{1} << 16) ? items : 1;  // tiny: not worth waking workers
+  pool_->ParallelFor(items, grain, [&](int64_t lo, int64_t hi, int tid) {
     for (int64_t it = lo; it < hi; ++it) {
       AttendOne(l, b, static_cast<int>(it / nkv), static_cast<int>(it % nkv), tid);
     }
