@@ -202,9 +202,9 @@ TEST_P(GoldenParity, MatchesCpuBackendWhenAvailable) {
     Seq a, b;
     std::vector<float> lc = dc.Step({&a}, {prompt}), lg = dg.Step({&b}, {prompt});
     worst = std::max(worst, cudatest::RelErr(lg, lc));
-    EXPECT_LT(cudatest::RelErr(lg, lc), 3e-2);
+    EXPECT_LT(cudatest::RelErr(lg, lc), 6e-2);  // same bf16 budget as against the golden data
     if (Argmax(lg.data(), V) != Argmax(lc.data(), V)) {
-      EXPECT_LT(Margin(lc.data(), V, Argmax(lg.data(), V)), 0.08f);
+      EXPECT_LT(Margin(lc.data(), V, Argmax(lg.data(), V)), 0.15f);
     }
   }
   std::printf("[cpu-vs-cuda %s] prefill logits rel err max %.4f\n", GetParam(), worst);
