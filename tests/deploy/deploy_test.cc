@@ -48,15 +48,16 @@ void Render(const std::string& dir, Rendered* r) {
   }
 }
 
-// The one generated ConfigMap "pdserve-config-<hash>".
+// The one generated ConfigMap, named exactly "pdserve-config" (no hash suffix, so that changing
+// the instance list does not roll every pod; docs/kubernetes.md).
 void ConfigMapName(const Rendered& r, std::string* name) {
   for (const auto& [key, d] : r.docs) {
-    if (key.rfind("ConfigMap/pdserve-config-", 0) == 0) {
-      ASSERT_TRUE(name->empty()) << "two pdserve-config ConfigMaps";
+    if (key.rfind("ConfigMap/", 0) == 0) {
+      ASSERT_TRUE(name->empty()) << "more than one ConfigMap: " << *name << ", " << key;
       *name = d["metadata"]["name"].as<std::string>();
     }
   }
-  ASSERT_FALSE(name->empty()) << "no pdserve-config ConfigMap";
+  ASSERT_EQ(*name, "pdserve-config");
 }
 
 int NamedPort(const YAML::Node& container, const std::string& port_name) {
@@ -73,15 +74,23 @@ YAML::Node PdContainer(const YAML::Node& workload) {
   return YAML::Node();
 }
 
-// The workload mounts the generated ConfigMap, and its probes hit the gRPC port.
+// The workload mounts the ConfigMap at /etc/pdserve and the model volume at /models (the router
+// reads model configs and tokenizers too), and its probes hit the gRPC port.
 void CheckPodWiring(const YAML::Node& w, const std::string& cm_name, int grpc_port) {
-  bool mounts = false;
+  bool has_cm = false;
   for (const auto& v : w["spec"]["template"]["spec"]["volumes"]) {
-    if (v["configMap"] && v["configMap"]["name"].as<std::string>() == cm_name) mounts = true;
+    if (v["configMap"] && v["configMap"]["name"].as<std::string>() == cm_name) has_cm = true;
   }
-  EXPECT_TRUE(mounts) << w["metadata"]["name"] << " does not mount " << cm_name;
+  EXPECT_TRUE(has_cm) << w["metadata"]["name"] << " has no volume for " << cm_name;
   const YAML::Node c = PdContainer(w);
   ASSERT_TRUE(c.IsMap());
+  std::map<std::string, std::string> mounts;
+  for (const auto& m : c["volumeMounts"]) {
+    mounts[m["mountPath"].as<std::string>()] = m["name"].as<std::string>();
+  }
+  EXPECT_EQ(mounts["/models"], "models") << w["metadata"]["name"];
+  EXPECT_EQ(c["args"][1].as<std::string>(), "/etc/pdserve/pdserve.yaml");
+  EXPECT_FALSE(mounts["/etc/pdserve"].empty()) << w["metadata"]["name"];
   for (const char* probe : {"readinessProbe", "livenessProbe"}) {
     ASSERT_TRUE(c[probe] && c[probe]["grpc"]) << probe << " is not a gRPC probe";
     EXPECT_EQ(c[probe]["grpc"]["port"].as<int>(), grpc_port) << probe;
@@ -184,7 +193,15 @@ TEST(Deploy, CpuDevNeedsNoVolumeClaim) {
   Rendered r;
   ASSERT_NO_FATAL_FAILURE(Render("deploy/overlays/cpu-dev", &r));
   EXPECT_EQ(r.text.find("persistentVolumeClaim"), std::string::npos);
-  EXPECT_NE(r.text.find("pd-makemodel"), std::string::npos);
+  // Router, prefill and decode each make the tiny model in an init container.
+  for (const auto& [kind, name] : std::vector<std::pair<std::string, std::string>>{
+           {"Deployment", "router"}, {"StatefulSet", "prefill"}, {"StatefulSet", "decode"}}) {
+    const YAML::Node* w = r.Find(kind, name);
+    ASSERT_TRUE(w);
+    const YAML::Node init = (*w)["spec"]["template"]["spec"]["initContainers"];
+    ASSERT_TRUE(init && init.size() == 1) << name;
+    EXPECT_EQ(init[0]["command"][0].as<std::string>(), "/opt/pdserve/bin/pd-makemodel");
+  }
 }
 
 TEST(Deploy, YamllintIsClean) {
