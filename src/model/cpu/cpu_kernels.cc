@@ -59,6 +59,45 @@ __attribute__((target("avx2,fma"))) void Bf16ToF32Avx(const uint16_t* src, float
   for (; i < n; ++i) dst[i] = Bf16ToF32(src[i]);
 }
 
+// Four rows at once (four independent weight streams, x loaded once): out[r] = x . w[r*ld..].
+__attribute__((target("avx2,fma"))) void Dot4Bf16Avx(const float* x, const uint16_t* w, int64_t ld,
+                                                     int64_t n, float* out) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  const uint16_t *w0 = w, *w1 = w + ld, *w2 = w + 2 * ld, *w3 = w + 3 * ld;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    s0 = _mm256_fmadd_ps(xv, LoadBf16Avx(w0 + i), s0);
+    s1 = _mm256_fmadd_ps(xv, LoadBf16Avx(w1 + i), s1);
+    s2 = _mm256_fmadd_ps(xv, LoadBf16Avx(w2 + i), s2);
+    s3 = _mm256_fmadd_ps(xv, LoadBf16Avx(w3 + i), s3);
+  }
+  out[0] = HsumAvx(s0);
+  out[1] = HsumAvx(s1);
+  out[2] = HsumAvx(s2);
+  out[3] = HsumAvx(s3);
+  for (; i < n; ++i) {
+    out[0] += x[i] * Bf16ToF32(w0[i]);
+    out[1] += x[i] * Bf16ToF32(w1[i]);
+    out[2] += x[i] * Bf16ToF32(w2[i]);
+    out[3] += x[i] * Bf16ToF32(w3[i]);
+  }
+}
+
+// y[b, e) = x . W[b, e) rows (bf16, M == 1).
+void GemvBf16Rows(const float* x, const uint16_t* w, int64_t K, int64_t b, int64_t e,
+                  const float* bias, float* y) {
+  int64_t n = b;
+  if (HaveAvx2()) {
+    for (; n + 4 <= e; n += 4) Dot4Bf16Avx(x, w + n * K, K, K, y + n);
+  }
+  for (; n < e; ++n) y[n] = DotBf16(x, w + n * K, K);
+  if (bias) {
+    for (n = b; n < e; ++n) y[n] += bias[n];
+  }
+}
+
 // Rows per task of the GEMV and the largest M it handles.
 constexpr int64_t kGemvMaxM = 4;
 // fp32 panel of a bf16 weight converted before sgemm: at most this many floats.
@@ -71,14 +110,12 @@ void Gemv(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const
   // At least ~64K weights per task: waking workers costs more than smaller tasks save.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, K * M));
   pool.ParallelFor(N, grain, [&](int64_t b, int64_t e, int tid) {
+    if (w.dtype == DType::kBF16 && M == 1) return GemvBf16Rows(x, w.bf16(), K, b, e, bias, y);
     std::vector<float>& tmp = rowbuf[tid];
     for (int64_t n = b; n < e; ++n) {
       const float* wr;
       if (w.dtype == DType::kF32) {
         wr = w.f32() + n * K;
-      } else if (M == 1) {
-        y[n] = DotBf16(x, w.bf16() + n * K, K) + (bias ? bias[n] : 0.0f);
-        continue;
       } else {
         tmp.resize(K);
         Bf16ToF32Row(w.bf16() + n * K, tmp.data(), K);
