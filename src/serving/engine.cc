@@ -453,8 +453,8 @@ void Engine::Finish(Seq* s, pd::serving::Finish f, Status st) {
   }
   running_.erase(std::remove(running_.begin(), running_.end(), s), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
-  const bool hold = s->req.hold_blocks && s->admitted && f != Finish::kCancelled &&
-                    f != Finish::kError;
+  // Held even when cancelled: a transfer may still be reading the blocks (Release frees them).
+  const bool hold = s->req.hold_blocks && s->admitted;
   if (hold) {
     s->finished = true;
     return;

@@ -1,0 +1,233 @@
+#include "decode/decode_service.h"
+
+#include "common/logging.h"
+
+namespace pd::decode {
+
+namespace v1 = ::pdserve::v1;
+using Clock = std::chrono::steady_clock;
+
+DecodeServiceImpl::DecodeServiceImpl(serving::Daemon* d) : d_(d) {
+  poller_ = std::thread([this] { PollNotifications(); });
+}
+
+DecodeServiceImpl::~DecodeServiceImpl() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  poller_.join();
+}
+
+void DecodeServiceImpl::PollNotifications() {
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return;
+      // Notices nobody claimed (router gave up) are dropped after a minute.
+      const auto old = Clock::now() - std::chrono::seconds(60);
+      for (auto it = arrived_.begin(); it != arrived_.end();) {
+        it = it->second.at < old ? arrived_.erase(it) : std::next(it);
+      }
+    }
+    std::vector<kvtransfer::Notification> ns = d_->transfer->GetNotifications();
+    if (ns.empty()) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    for (const kvtransfer::Notification& n : ns) {
+      v1::KvReadyNotice notice;
+      if (!notice.ParseFromString(n.bytes) || notice.request_id().empty()) {
+        PD_LOG_WARN("{}: malformed KV notification from {} ignored", d_->inst.name, n.peer_name);
+        continue;
+      }
+      arrived_[notice.request_id()] = Arrival{notice, Clock::now()};
+    }
+    cv_.notify_all();
+  }
+}
+
+grpc::Status DecodeServiceImpl::Reserve(grpc::ServerContext*, const v1::ReserveRequest* req,
+                                        v1::ReserveResponse* resp) {
+  Status st = serving::CheckMatch("compat hash", d_->compat_hash, req->compat_hash());
+  std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
+  if (st.ok()) st = d_->engine->CheckPrompt(prompt, req->max_tokens() > 0 ? req->max_tokens() : 1);
+  if (st.ok() && req->request_id().empty()) st = InvalidArgument("empty request_id");
+  if (!st.ok()) return serving::ToGrpc(st);
+  const int64_t lease_ms = req->lease_ms() > 0 ? req->lease_ms() : d_->inst.lease_ms;
+  StatusOr<Reservation> r = d_->engine->Reserve(req->request_id(), prompt, lease_ms);
+  if (!r.ok()) return serving::ToGrpc(r.status().WithContext(d_->inst.name + " reserve"));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    arrived_.erase(req->request_id());  // a stale notice of an earlier attempt
+  }
+  v1::TransferTarget t;
+  t.set_decode_name(d_->inst.name);
+  t.set_decode_incarnation(d_->incarnation);
+  t.set_compat_hash(d_->compat_hash);
+  t.set_lease_id(r->lease);
+  t.set_cached_tokens(r->num_cached_tokens);
+  for (BlockId b : r->blocks) {
+    t.add_block_ids(b);
+    resp->add_block_ids(b);
+  }
+  t.set_engine_metadata(d_->transfer->LocalMetadata());
+  t.set_block_size(d_->engine->block_size());
+  t.set_transport(d_->inst.transport.kind);
+  t.set_grpc_address(d_->inst.Address());
+  t.set_num_blocks(d_->runner->kv_arena().layout.num_blocks);
+  resp->set_lease_id(r->lease);
+  resp->set_cached_tokens(r->num_cached_tokens);
+  resp->set_target(t.SerializeAsString());
+  resp->set_incarnation(d_->incarnation);
+  resp->set_compat_hash(d_->compat_hash);
+  resp->set_lease_expires_ms(lease_ms);
+  return grpc::Status::OK;
+}
+
+StatusOr<v1::KvReadyNotice> DecodeServiceImpl::WaitForKv(grpc::ServerContext* ctx,
+                                                         const std::string& id,
+                                                         Clock::time_point until) {
+  std::unique_lock<std::mutex> l(mu_);
+  ++awaiting_;
+  while (!arrived_.count(id)) {
+    if (ctx->IsCancelled()) {
+      --awaiting_;
+      return Cancelled("cancelled while waiting for the KV of '" + id + "'");
+    }
+    if (Clock::now() >= until) {
+      --awaiting_;
+      return DeadlineExceeded("KV of '" + id + "' did not arrive within " +
+                              std::to_string(d_->inst.timeouts.transfer_ms) + " ms");
+    }
+    cv_.wait_for(l, std::chrono::milliseconds(5));
+  }
+  --awaiting_;
+  v1::KvReadyNotice n = arrived_[id].notice;
+  arrived_.erase(id);
+  return n;
+}
+
+grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::DecodeRequest* req,
+                                       grpc::ServerWriter<v1::DecodeResponse>* w) {
+  const std::string& id = req->request_id();
+  Status st = serving::CheckMatch("decode incarnation", d_->incarnation, req->incarnation());
+  if (st.ok() && id.empty()) st = InvalidArgument("empty request_id");
+  serving::EngineRequest er;
+  er.id = id;
+  er.prompt.assign(req->prompt_ids().begin(), req->prompt_ids().end());
+  er.max_tokens = req->max_tokens();
+  er.ignore_eos = req->ignore_eos();
+  er.stop_ids.assign(req->stop_token_ids().begin(), req->stop_token_ids().end());
+  er.sampling.temperature = req->sampling().temperature();
+  er.sampling.top_k = req->sampling().top_k();
+  er.sampling.top_p = req->sampling().top_p() > 0 ? req->sampling().top_p() : 1.0f;
+  er.sampling.seed = req->sampling().seed();
+  er.lease = req->lease_id();
+  if (st.ok()) st = d_->engine->CheckPrompt(er.prompt, er.max_tokens);
+  if (st.ok() && !req->prefill_locally()) {
+    if (er.lease == 0) st = InvalidArgument("remote prefill needs a lease_id (call Reserve)");
+    const auto until = serving::CallDeadline(ctx, d_->inst.timeouts.transfer_ms);
+    StatusOr<v1::KvReadyNotice> n = st.ok() ? WaitForKv(ctx, id, until) : StatusOr<v1::KvReadyNotice>(st);
+    if (!n.ok()) st = n.status();
+    if (st.ok() && !n->error().empty()) st = Aborted("prefill failed: " + n->error());
+    if (st.ok()) st = serving::CheckMatch("compat hash", d_->compat_hash, n->compat_hash());
+    if (st.ok()) st = serving::CheckMatch("decode incarnation", d_->incarnation, n->decode_incarnation());
+    if (st.ok() && n->lease_id() != er.lease) {
+      st = FailedPrecondition("KV notice is for lease " + std::to_string(n->lease_id()) +
+                              ", the request commits lease " + std::to_string(er.lease));
+    }
+    if (st.ok() && n->num_tokens() != static_cast<int>(er.prompt.size())) {
+      st = FailedPrecondition("KV notice covers " + std::to_string(n->num_tokens()) +
+                              " tokens, the prompt has " + std::to_string(er.prompt.size()));
+    }
+    if (st.ok()) er.remote_first_token = n->first_token();
+  }
+  if (!st.ok()) {
+    d_->engine->Cancel(id);  // frees the lease now rather than at its expiry
+    return serving::ToGrpc(st.WithContext(d_->inst.name));
+  }
+  StatusOr<std::shared_ptr<serving::OutputStream>> out = d_->engine->Submit(std::move(er));
+  if (!out.ok()) {
+    d_->engine->Cancel(id);
+    return serving::ToGrpc(out.status().WithContext(d_->inst.name));
+  }
+  return Stream(ctx, id, *out, w);
+}
+
+grpc::Status DecodeServiceImpl::Stream(grpc::ServerContext* ctx, const std::string& id,
+                                       std::shared_ptr<serving::OutputStream> out,
+                                       grpc::ServerWriter<v1::DecodeResponse>* w) {
+  bool client_gone = false;
+  while (true) {
+    std::vector<serving::Output> outs;
+    (void)out->Pop(Clock::now() + std::chrono::milliseconds(20), &outs);
+    if (!client_gone && ctx->IsCancelled()) {
+      client_gone = true;
+      d_->engine->Cancel(id);  // the engine answers with a final kCancelled output
+    }
+    for (const serving::Output& o : outs) {
+      if (o.finish == serving::Finish::kError) return serving::ToGrpc(o.status);
+      if (o.finish == serving::Finish::kCancelled) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "request cancelled");
+      }
+      if (client_gone) continue;
+      v1::DecodeResponse m;
+      for (int32_t t : o.tokens) m.add_token_ids(t);
+      if (o.cached_tokens > 0 || !o.tokens.empty()) m.set_cached_tokens(o.cached_tokens);
+      if (o.finish != serving::Finish::kNone) {
+        m.set_finish_reason(o.finish == serving::Finish::kStop ? v1::FINISH_REASON_STOP
+                                                               : v1::FINISH_REASON_LENGTH);
+        m.set_prompt_tokens(o.prompt_tokens);
+        m.set_completion_tokens(o.completion_tokens);
+        m.set_preemptions(o.preemptions);
+      }
+      if (!w->Write(m)) {
+        client_gone = true;
+        d_->engine->Cancel(id);
+      }
+      if (o.finish != serving::Finish::kNone) return grpc::Status::OK;
+    }
+  }
+}
+
+grpc::Status DecodeServiceImpl::Cancel(grpc::ServerContext*, const v1::CancelRequest* req,
+                                       v1::CancelResponse* resp) {
+  bool found = d_->engine->Cancel(req->request_id());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    found = arrived_.erase(req->request_id()) > 0 || found;
+  }
+  resp->set_found(found);
+  return grpc::Status::OK;
+}
+
+grpc::Status DecodeServiceImpl::Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                                      v1::StatsResponse* resp) {
+  const serving::EngineStats s = d_->engine->Stats();
+  resp->set_waiting(s.waiting);
+  resp->set_running(s.running);
+  resp->set_total_blocks(s.blocks.total_blocks);
+  resp->set_free_blocks(s.blocks.free_blocks + s.blocks.cached_blocks);
+  resp->set_used_blocks(s.blocks.in_use_blocks);
+  resp->set_cached_blocks(s.blocks.cached_blocks);
+  resp->set_incarnation(d_->incarnation);
+  resp->set_compat_hash(d_->compat_hash);
+  resp->set_leases(s.leases);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    resp->set_awaiting_kv(awaiting_);
+  }
+  resp->set_prefix_hit_tokens(s.blocks.prefix_hit_tokens);
+  resp->set_prefix_query_tokens(s.blocks.prefix_query_tokens);
+  resp->set_preemptions(s.preemptions);
+  resp->set_steps(s.steps);
+  resp->set_model(d_->model_name);
+  resp->set_role("decode");
+  resp->set_block_size(d_->engine->block_size());
+  return grpc::Status::OK;
+}
+
+}  // namespace pd::decode

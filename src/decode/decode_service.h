@@ -1,0 +1,55 @@
+// DecodeService of pd-decode: Reserve (lease over the blocks the prefix cache lacks), Decode
+// (waits for the remote prefill's KvReadyNotice, or prefills locally, then streams tokens from
+// the engine), Cancel, Stats. KV arrives through the transfer engine; its notifications are
+// read by a poller thread and matched to Decode calls by request id.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "pdserve.grpc.pb.h"
+#include "serving/daemon_util.h"
+
+namespace pd::decode {
+
+class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
+ public:
+  explicit DecodeServiceImpl(serving::Daemon* d);
+  ~DecodeServiceImpl() override;
+
+  grpc::Status Reserve(grpc::ServerContext* ctx, const ::pdserve::v1::ReserveRequest* req,
+                       ::pdserve::v1::ReserveResponse* resp) override;
+  grpc::Status Decode(grpc::ServerContext* ctx, const ::pdserve::v1::DecodeRequest* req,
+                      grpc::ServerWriter<::pdserve::v1::DecodeResponse>* w) override;
+  grpc::Status Cancel(grpc::ServerContext* ctx, const ::pdserve::v1::CancelRequest* req,
+                      ::pdserve::v1::CancelResponse* resp) override;
+  grpc::Status Stats(grpc::ServerContext* ctx, const ::pdserve::v1::StatsRequest* req,
+                     ::pdserve::v1::StatsResponse* resp) override;
+
+ private:
+  struct Arrival {
+    ::pdserve::v1::KvReadyNotice notice;
+    std::chrono::steady_clock::time_point at;
+  };
+  void PollNotifications();
+  // Waits for the request's KvReadyNotice until `until` (or the call is cancelled).
+  StatusOr<::pdserve::v1::KvReadyNotice> WaitForKv(grpc::ServerContext* ctx,
+                                                   const std::string& id,
+                                                   std::chrono::steady_clock::time_point until);
+  grpc::Status Stream(grpc::ServerContext* ctx, const std::string& id,
+                      std::shared_ptr<serving::OutputStream> out,
+                      grpc::ServerWriter<::pdserve::v1::DecodeResponse>* w);
+
+  serving::Daemon* d_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Arrival> arrived_;
+  int awaiting_ = 0;
+  bool stop_ = false;
+  std::thread poller_;
+};
+
+}  // namespace pd::decode

@@ -1,0 +1,250 @@
+#include "prefill/prefill_service.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+
+namespace pd::prefill {
+
+namespace v1 = ::pdserve::v1;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+std::chrono::milliseconds Left(Clock::time_point until) {
+  return std::max(std::chrono::milliseconds(1),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()));
+}
+}  // namespace
+
+PrefillServiceImpl::PrefillServiceImpl(serving::Daemon* d) : d_(d) {}
+
+StatusOr<kvtransfer::PeerId> PrefillServiceImpl::Peer(const v1::TransferTarget& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = peers_.find(t.engine_metadata());
+  if (it != peers_.end()) return it->second;
+  StatusOr<kvtransfer::PeerId> p = d_->transfer->LoadRemoteMetadata(t.engine_metadata());
+  if (!p.ok()) return p.status().WithContext("load " + t.decode_name() + "'s transfer metadata");
+  peers_[t.engine_metadata()] = *p;
+  return p;
+}
+
+void PrefillServiceImpl::OnLayer(const std::vector<serving::ChunkInfo>& chunks, int layer) {
+  const KvLayout& local = d_->runner->kv_arena().layout;
+  const int last_layer = local.num_layers - 1;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const serving::ChunkInfo& c : chunks) {
+    auto it = xfers_.find(c.id);
+    if (it == xfers_.end() || !it->second->error.ok()) continue;
+    Xfer& x = *it->second;
+    const int bs = local.block_size;
+    const int d_first = x.target.cached_tokens() / bs;  // D holds blocks before this one
+    // Blocks complete after this chunk: full ones, plus the tail after the last chunk.
+    const int hi = c.end >= x.prompt_len ? (x.prompt_len + bs - 1) / bs : c.end / bs;
+    const int lo = x.first_chunk ? d_first : std::max(d_first, c.start / bs);
+    if (layer == last_layer) x.first_chunk = false;
+    if (lo >= hi) continue;
+    std::vector<kvtransfer::Desc> ld, rd;
+    for (int b = lo; b < hi; ++b) {
+      ld.push_back({0, local.block_offset(layer, c.blocks[b]), local.block_layer_bytes()});
+      rd.push_back({0, x.remote_layout.block_offset(layer, x.target.block_ids(b)),
+                    x.remote_layout.block_layer_bytes()});
+    }
+    StatusOr<kvtransfer::TransferId> t = d_->transfer->Post(
+        kvtransfer::Op::kWrite, x.peer, ld, rd, {},
+        std::chrono::milliseconds(d_->inst.timeouts.transfer_ms));
+    if (!t.ok()) {
+      x.error = t.status().WithContext("post layer " + std::to_string(layer));
+      continue;
+    }
+    x.posted.push_back(*t);
+    x.bytes += static_cast<int64_t>(hi - lo) * static_cast<int64_t>(local.block_layer_bytes());
+  }
+}
+
+Status PrefillServiceImpl::Finish(const std::string& id, int32_t first_token,
+                                  Clock::time_point until, int64_t* bytes) {
+  std::shared_ptr<Xfer> x;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    x = xfers_[id];
+  }
+  // The engine thread posted every write before it emitted the first token.
+  std::vector<kvtransfer::TransferId> posted;
+  Status err;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    posted = x->posted;
+    err = x->error;
+    *bytes = x->bytes;
+  }
+  for (kvtransfer::TransferId t : posted) {
+    const kvtransfer::TransferResult r = d_->transfer->Wait(t, Left(until));
+    if (err.ok() && r.state == kvtransfer::TransferState::kInProgress) {
+      err = DeadlineExceeded("KV write to " + x->target.decode_name() + " did not complete");
+    } else if (err.ok() && r.state == kvtransfer::TransferState::kError) {
+      err = r.status.WithContext("KV write to " + x->target.decode_name());
+    }
+  }
+  v1::KvReadyNotice n;
+  n.set_request_id(id);
+  n.set_lease_id(x->target.lease_id());
+  n.set_decode_incarnation(x->target.decode_incarnation());
+  n.set_prefill_incarnation(d_->incarnation);
+  n.set_compat_hash(d_->compat_hash);
+  n.set_first_token(first_token);
+  n.set_num_tokens(x->prompt_len);
+  if (!err.ok()) n.set_error(err.ToString());
+  StatusOr<kvtransfer::TransferId> nt =
+      d_->transfer->PostNotification(x->peer, n.SerializeAsString(), Left(until));
+  if (err.ok() && !nt.ok()) err = nt.status().WithContext("notify " + x->target.decode_name());
+  if (nt.ok()) {
+    const kvtransfer::TransferResult r = d_->transfer->Wait(*nt, Left(until));
+    if (err.ok() && r.state != kvtransfer::TransferState::kDone) {
+      err = r.state == kvtransfer::TransferState::kError
+                ? r.status.WithContext("notify " + x->target.decode_name())
+                : DeadlineExceeded("notification to " + x->target.decode_name() + " timed out");
+    }
+    d_->transfer->Release(*nt);
+  }
+  return err;
+}
+
+void PrefillServiceImpl::Abort(const std::string& id,
+                               const std::shared_ptr<serving::OutputStream>& out) {
+  d_->engine->Cancel(id);
+  // Wait (bounded) for the engine's final output so the blocks are no longer being computed.
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  bool done = false;
+  while (out && !done && Clock::now() < until) {
+    std::vector<serving::Output> outs;
+    if (!out->Pop(until, &outs)) break;
+    for (const serving::Output& o : outs) done = done || o.finish != serving::Finish::kNone;
+  }
+}
+
+grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::PrefillRequest* req,
+                                         v1::PrefillResponse* resp) {
+  const auto t0 = Clock::now();
+  const std::string& id = req->request_id();
+  const auto until = serving::CallDeadline(ctx, d_->inst.timeouts.prefill_ms);
+  auto x = std::make_shared<Xfer>();
+  Status st = id.empty() ? InvalidArgument("empty request_id") : OkStatus();
+  if (st.ok()) st = serving::CheckMatch("compat hash", d_->compat_hash, req->compat_hash());
+  std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
+  if (st.ok()) st = d_->engine->CheckPrompt(prompt, 1);
+  if (st.ok() && !x->target.ParseFromString(req->target())) {
+    st = InvalidArgument("target is not a serialized TransferTarget");
+  }
+  const KvLayout& layout = d_->runner->kv_arena().layout;
+  if (st.ok()) st = serving::CheckMatch("compat hash (decode's)", d_->compat_hash, x->target.compat_hash());
+  if (st.ok() && x->target.compat_hash() == 0) st = InvalidArgument("target has no compat hash");
+  const int nblocks = (static_cast<int>(prompt.size()) + layout.block_size - 1) / layout.block_size;
+  if (st.ok() && (x->target.block_size() != layout.block_size || x->target.block_ids_size() != nblocks)) {
+    st = InvalidArgument("target has " + std::to_string(x->target.block_ids_size()) +
+                         " blocks of " + std::to_string(x->target.block_size()) + " tokens; the " +
+                         std::to_string(prompt.size()) + "-token prompt needs " +
+                         std::to_string(nblocks) + " of " + std::to_string(layout.block_size));
+  }
+  if (st.ok()) {
+    StatusOr<kvtransfer::PeerId> p = Peer(x->target);
+    if (p.ok()) x->peer = *p;
+    else st = p.status().code() == StatusCode::kFailedPrecondition ? p.status()
+                                                                    : Unavailable(p.status().message());
+  }
+  if (!st.ok()) return serving::ToGrpc(st.WithContext(d_->inst.name));
+  x->remote_layout = layout;
+  x->remote_layout.num_blocks = x->target.num_blocks();
+  x->prompt_len = static_cast<int>(prompt.size());
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (xfers_.count(id)) return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "request '" + id + "' is already prefilling here");
+    xfers_[id] = x;
+    ++inflight_;
+  }
+  serving::EngineRequest er;
+  er.id = id;
+  er.prompt = std::move(prompt);
+  er.max_tokens = 1;
+  er.ignore_eos = true;
+  er.hold_blocks = true;
+  er.sampling.temperature = req->sampling().temperature();
+  er.sampling.top_k = req->sampling().top_k();
+  er.sampling.top_p = req->sampling().top_p() > 0 ? req->sampling().top_p() : 1.0f;
+  er.sampling.seed = req->sampling().seed();
+  StatusOr<std::shared_ptr<serving::OutputStream>> out = d_->engine->Submit(std::move(er));
+  int32_t first = -1;
+  serving::Output last;
+  if (!out.ok()) st = out.status();
+  while (st.ok() && last.finish == serving::Finish::kNone) {
+    std::vector<serving::Output> outs;
+    (void)(*out)->Pop(std::min(until, Clock::now() + std::chrono::milliseconds(20)), &outs);
+    for (const serving::Output& o : outs) {
+      if (!o.tokens.empty()) first = o.tokens[0];
+      if (o.finish != serving::Finish::kNone) last = o;
+    }
+    if (last.finish != serving::Finish::kNone) break;
+    if (ctx->IsCancelled()) st = Cancelled("prefill cancelled");
+    else if (Clock::now() >= until) st = DeadlineExceeded("prefill deadline passed");
+  }
+  if (st.ok() && (last.finish == serving::Finish::kError || last.finish == serving::Finish::kCancelled)) {
+    st = last.status.ok() ? Cancelled("prefill cancelled") : last.status;
+  }
+  if (!st.ok() && out.ok() && last.finish == serving::Finish::kNone) Abort(id, *out);
+  const auto t_forward = Clock::now();
+  int64_t bytes = 0;
+  if (st.ok()) st = Finish(id, first, until, &bytes);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (kvtransfer::TransferId t : x->posted) d_->transfer->Release(t);  // fails leftovers
+    xfers_.erase(id);
+    --inflight_;
+  }
+  d_->engine->Release(id);
+  if (!st.ok()) {
+    PD_LOG_INFO("{}: prefill failed: {}", id, st.ToString());
+    return serving::ToGrpc(st.WithContext(d_->inst.name));
+  }
+  resp->set_first_token(first);
+  resp->set_incarnation(d_->incarnation);
+  resp->set_cached_tokens(last.cached_tokens);
+  resp->set_kv_bytes(bytes);
+  resp->set_transfer_ms(MsSince(t_forward));
+  resp->set_prefill_ms(MsSince(t0));
+  return grpc::Status::OK;
+}
+
+grpc::Status PrefillServiceImpl::Cancel(grpc::ServerContext*, const v1::CancelRequest* req,
+                                        v1::CancelResponse* resp) {
+  resp->set_found(d_->engine->Cancel(req->request_id()));
+  return grpc::Status::OK;
+}
+
+grpc::Status PrefillServiceImpl::Stats(grpc::ServerContext*, const v1::StatsRequest*,
+                                       v1::StatsResponse* resp) {
+  const serving::EngineStats s = d_->engine->Stats();
+  resp->set_waiting(s.waiting);
+  resp->set_running(s.running);
+  resp->set_total_blocks(s.blocks.total_blocks);
+  resp->set_free_blocks(s.blocks.free_blocks + s.blocks.cached_blocks);
+  resp->set_used_blocks(s.blocks.in_use_blocks);
+  resp->set_cached_blocks(s.blocks.cached_blocks);
+  resp->set_incarnation(d_->incarnation);
+  resp->set_compat_hash(d_->compat_hash);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    resp->set_awaiting_kv(inflight_);
+  }
+  resp->set_prefix_hit_tokens(s.blocks.prefix_hit_tokens);
+  resp->set_prefix_query_tokens(s.blocks.prefix_query_tokens);
+  resp->set_preemptions(s.preemptions);
+  resp->set_steps(s.steps);
+  resp->set_model(d_->model_name);
+  resp->set_role("prefill");
+  resp->set_block_size(d_->engine->block_size());
+  return grpc::Status::OK;
+}
+
+}  // namespace pd::prefill

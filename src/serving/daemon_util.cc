@@ -1,0 +1,233 @@
+#include "serving/daemon_util.h"
+
+#include <signal.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "common/logging.h"
+#include "serving/fake_runner.h"
+
+namespace pd::serving {
+
+namespace {
+void Mix(uint64_t* h, uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    *h ^= (v >> (8 * i)) & 0xff;
+    *h *= 1099511628211ull;
+  }
+}
+uint64_t DoubleBits(double d) {
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof(u));
+  return u;
+}
+}  // namespace
+
+uint64_t ModelConfigHash(const ModelConfig& c) {
+  uint64_t h = 1469598103934665603ull;
+  for (char ch : c.architecture) Mix(&h, static_cast<uint64_t>(ch));
+  for (int v : {c.vocab_size, c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads,
+                c.num_kv_heads, c.head_dim, c.sliding_window}) {
+    Mix(&h, static_cast<uint64_t>(v));
+  }
+  Mix(&h, DoubleBits(c.rms_norm_eps));
+  Mix(&h, DoubleBits(c.rope_theta));
+  Mix(&h, (c.tie_word_embeddings ? 1 : 0) | (c.qkv_bias ? 2 : 0) | (c.o_bias ? 4 : 0) |
+              (c.mlp_bias ? 8 : 0) | (c.qk_norm ? 16 : 0));
+  return h;
+}
+
+RunnerOptions MakeRunnerOptions(const InstanceConfig& inst, const ModelConfig& model) {
+  RunnerOptions o;
+  o.backend = BackendName(inst.backend);
+  o.model_dir = inst.model;
+  o.block_size = inst.kv.block_size;
+  o.num_kv_blocks = inst.kv.blocks;
+  o.kv_memory_fraction = inst.kv.memory_fraction;
+  o.kv_memory_mb = static_cast<size_t>(inst.kv.memory_mb);
+  o.kv_dtype = model.dtype;
+  if (inst.kv.dtype != "auto") (void)ParseDType(inst.kv.dtype, &o.kv_dtype);
+  o.num_threads = inst.cpu_threads;
+  o.gpu_id = inst.gpu;
+  o.max_batch_tokens = inst.max_batch_tokens;
+  o.max_seqs = inst.max_seqs;
+  return o;
+}
+
+EngineOptions MakeEngineOptions(const InstanceConfig& inst) {
+  EngineOptions e;
+  e.max_batch_tokens = inst.max_batch_tokens;
+  e.max_seqs = inst.max_seqs;
+  e.prefill_chunk_tokens = inst.prefill_chunk_tokens;
+  e.max_model_len = inst.max_model_len;
+  e.prefix_cache = inst.kv.prefix_cache;
+  return e;
+}
+
+grpc::Status ToGrpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());
+}
+
+std::chrono::steady_clock::time_point CallDeadline(const grpc::ServerContext* ctx, int ms) {
+  const auto now = std::chrono::steady_clock::now();
+  auto left = std::chrono::milliseconds(ms);
+  const auto dl = ctx->deadline();
+  if (dl != std::chrono::system_clock::time_point::max()) {
+    const auto call_left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        dl - std::chrono::system_clock::now());
+    left = std::min(left, std::max(call_left, std::chrono::milliseconds(0)));
+  }
+  return now + left;
+}
+
+Status CheckMatch(const char* what, uint64_t mine, uint64_t theirs) {
+  if (theirs == 0 || theirs == mine) return OkStatus();
+  return FailedPrecondition(std::string(what) + " mismatch: this instance has " +
+                            std::to_string(mine) + ", the request carries " +
+                            std::to_string(theirs));
+}
+
+namespace {
+
+struct Flags {
+  std::string config, instance, log_level;
+  bool fake_runner = false;
+};
+
+StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) -> Status {
+      if (i + 1 >= argc) return InvalidArgument(a + ": missing value");
+      *out = argv[++i];
+      return OkStatus();
+    };
+    Status st;
+    if (a == "--config") st = value(&f.config);
+    else if (a == "--instance") st = value(&f.instance);
+    else if (a == "--log-level") st = value(&f.log_level);
+    else if (a == "--fake-runner") f.fake_runner = true;
+    else return InvalidArgument("unknown flag '" + a +
+                                "' (usage: --config F [--instance NAME] [--fake-runner])");
+    if (!st.ok()) return st;
+  }
+  if (f.config.empty()) return InvalidArgument("--config is required");
+  return f;
+}
+
+StatusOr<std::unique_ptr<ModelRunner>> MakeRunner(const Flags& f, const InstanceConfig& inst,
+                                                  const ModelConfig& model) {
+  if (!f.fake_runner) return CreateModelRunner(MakeRunnerOptions(inst, model));
+  FakeRunnerOptions o;
+  o.vocab_size = model.vocab_size;
+  o.num_layers = model.num_layers;
+  o.max_position_embeddings = model.max_position_embeddings;
+  o.block_size = inst.kv.block_size;
+  o.num_blocks = inst.kv.blocks > 0 ? inst.kv.blocks : 1024;
+  o.max_batch_tokens = inst.max_batch_tokens;
+  o.eos_token_ids = model.eos_token_ids;
+  return std::unique_ptr<ModelRunner>(new FakeRunner(o));
+}
+
+Status StartTransfer(Daemon* d) {
+  kvtransfer::EngineOptions o;
+  o.name = d->inst.name;
+  o.transport = d->inst.transport.kind;
+  o.compat_hash = d->compat_hash;
+  o.listen_host = d->inst.transport.host.empty() ? d->inst.host : d->inst.transport.host;
+  o.listen_port = d->inst.transport.port;
+  o.num_paths = d->inst.transport.paths;
+  o.chunk_bytes = static_cast<size_t>(d->inst.transport.chunk_bytes);
+  o.default_deadline = std::chrono::milliseconds(d->inst.timeouts.transfer_ms);
+  d->transfer = std::make_unique<kvtransfer::TransferEngine>(o);
+  const KvArena& a = d->runner->kv_arena();
+  kvtransfer::ArenaSpec spec;
+  spec.base = a.base;
+  spec.bytes = a.bytes;
+  spec.kind = a.on_gpu ? kvtransfer::MemoryKind::kCuda : kvtransfer::MemoryKind::kHost;
+  spec.device = a.gpu_id < 0 ? 0 : a.gpu_id;
+  StatusOr<kvtransfer::ArenaId> id = d->transfer->RegisterArena(spec);
+  if (!id.ok()) return id.status().WithContext("register KV arena");
+  Status st = d->transfer->Start();
+  return st.ok() ? st : st.WithContext("start transfer engine");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role) {
+  StatusOr<Flags> f = ParseFlags(argc, argv);
+  if (!f.ok()) return f.status();
+  StatusOr<DeployConfig> cfg = LoadDeployConfig(f->config);
+  if (!cfg.ok()) return cfg.status();
+  auto d = std::make_unique<Daemon>();
+  const auto& list = role == InstanceRole::kDecode ? cfg->decode : cfg->prefill;
+  if (f->instance.empty()) {
+    if (list.empty()) return NotFound(std::string("config has no ") + RoleName(role) + " instance");
+    d->inst = list.front();
+  } else {
+    StatusOr<InstanceConfig> inst = cfg->GetInstance(f->instance);
+    if (!inst.ok()) return inst.status();
+    d->inst = *inst;
+  }
+  if (d->inst.role != role) {
+    return InvalidArgument("--instance " + d->inst.name + " is a " + RoleName(d->inst.role) +
+                           " instance, not " + RoleName(role));
+  }
+  SetLogLevel(f->log_level.empty() ? d->inst.log_level : f->log_level);
+  StatusOr<ModelConfig> model = LoadModelConfig(d->inst.model);
+  if (!model.ok()) return model.status().WithContext(d->inst.name + ".model");
+  StatusOr<std::unique_ptr<ModelRunner>> runner = MakeRunner(*f, d->inst, *model);
+  if (!runner.ok()) return runner.status().WithContext(d->inst.name + " runner");
+  return MakeDaemon(d->inst, std::move(*runner));
+}
+
+StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
+                                             std::unique_ptr<ModelRunner> runner) {
+  auto d = std::make_unique<Daemon>();
+  d->inst = inst;
+  d->model_name = inst.model_name;
+  d->runner = std::move(runner);
+  d->incarnation = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  d->incarnation |= 1;
+  d->compat_hash = d->runner->kv_arena().layout.CompatHash() ^ ModelConfigHash(d->runner->config());
+  d->engine = std::make_unique<Engine>(d->runner.get(), MakeEngineOptions(d->inst));
+  Status st = StartTransfer(d.get());
+  if (!st.ok()) return st.WithContext(d->inst.name);
+  PD_LOG_INFO("{}: {} backend, {} KV blocks of {} tokens, incarnation {:x}, compat {:x}",
+              d->inst.name, d->runner->backend_name(), d->runner->kv_arena().layout.num_blocks,
+              d->runner->kv_arena().layout.block_size, d->incarnation, d->compat_hash);
+  return d;
+}
+
+int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>& services) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  grpc::ServerBuilder b;
+  b.AddListeningPort(inst.Address(), grpc::InsecureServerCredentials());
+  b.SetMaxReceiveMessageSize(256 << 20);
+  for (grpc::Service* s : services) b.RegisterService(s);
+  std::unique_ptr<grpc::Server> server = b.BuildAndStart();
+  if (!server) {
+    PD_LOG_ERROR("{}: cannot listen on {}", inst.name, inst.Address());
+    return 1;
+  }
+  PD_LOG_INFO("{}: serving on {}", inst.name, inst.Address());
+  std::thread sig([&] {
+    int s = 0;
+    sigwait(&set, &s);
+    PD_LOG_INFO("{}: signal {}, shutting down", inst.name, s);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  });
+  server->Wait();
+  sig.join();
+  return 0;
+}
+
+}  // namespace pd::serving

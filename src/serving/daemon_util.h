@@ -1,0 +1,59 @@
+// Helpers shared by pd-prefill and pd-decode: command line, config, runner, transfer engine,
+// gRPC status conversion and the server's run/stop loop.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/deploy_config.h"
+#include "common/status.h"
+#include "kvtransfer/transfer_engine.h"
+#include "model/runner.h"
+#include "serving/engine.h"
+
+namespace pd::serving {
+
+// Everything a daemon owns, in construction order.
+struct Daemon {
+  InstanceConfig inst;
+  std::unique_ptr<ModelRunner> runner;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<kvtransfer::TransferEngine> transfer;
+  uint64_t incarnation = 0;  // random per process start
+  uint64_t compat_hash = 0;  // KvLayout::CompatHash() mixed with ModelConfigHash()
+  std::string model_name;
+};
+
+// Stable hash of the model fields that change the KV contents or the sampled tokens.
+uint64_t ModelConfigHash(const ModelConfig& c);
+
+// Parses `--config F [--instance NAME] [--fake-runner] [--log-level L]`, loads the instance of
+// `role` (default: the first of that role), creates the runner (FakeRunner with --fake-runner:
+// scheduler/transport checks without a model backend), the engine and the transfer engine
+// (arena registered, started). Errors name the flag / config field.
+StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role);
+
+// Builds a daemon around an existing runner: incarnation, compat hash, engine (not started),
+// transfer engine (arena registered, started).
+StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
+                                             std::unique_ptr<ModelRunner> runner);
+
+// RunnerOptions / EngineOptions of an instance.
+RunnerOptions MakeRunnerOptions(const InstanceConfig& inst, const ModelConfig& model);
+EngineOptions MakeEngineOptions(const InstanceConfig& inst);
+
+grpc::Status ToGrpc(const Status& s);
+// The earlier of the call's deadline and now + ms, on the steady clock.
+std::chrono::steady_clock::time_point CallDeadline(const grpc::ServerContext* ctx, int ms);
+// "<what> mismatch: mine <a>, peer's <b>" as FAILED_PRECONDITION, or OK when equal or theirs == 0.
+Status CheckMatch(const char* what, uint64_t mine, uint64_t theirs);
+
+// Starts a gRPC server on inst.Address() with `services`, blocks until SIGINT/SIGTERM, then
+// shuts down (1 s grace). Returns the process exit code.
+int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>& services);
+
+}  // namespace pd::serving
