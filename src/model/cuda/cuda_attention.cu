@@ -248,13 +248,15 @@ __device__ __forceinline__ void LoadKvTile(bf16_t* dst, const AttnArgs& a, const
   }
 }
 
-__global__ void __launch_bounds__(kPThreads) PrefillAttnKernel(AttnArgs a, BatchMeta m,
-                                                               const int32_t* tiles) {
+__global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, BatchMeta m,
+                                                                  const int32_t* tiles) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* ks = qs + kQElems;  // [2]
   bf16_t* vs = ks + 2 * kTileElems;  // [2]
-  const int s = tiles[2 * blockIdx.x], qoff = tiles[2 * blockIdx.x + 1];
+  // Last tiles first: in causal order they are the longest, so the grid's tail is short.
+  const int tile = gridDim.x - 1 - blockIdx.x;
+  const int s = tiles[2 * tile], qoff = tiles[2 * tile + 1];
   const int h = blockIdx.y, nh = a.num_heads;
   const int kvh = h / (nh / a.num_kv_heads);
   const int ctx = m.seq_ctx[s], nnew = m.seq_nnew[s], qstart = m.seq_qstart[s];
@@ -278,7 +280,6 @@ __global__ void __launch_bounds__(kPThreads) PrefillAttnKernel(AttnArgs a, Batch
 
   const float sl2 = a.scale * kLog2e;
   const int qp0 = cached + qoff + warp * 16 + g, qp1 = qp0 + 8;  // positions of my two rows
-  uint32_t qf[8][4];
   float o[16][4];
 #pragma unroll
   for (int i = 0; i < 16; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
@@ -293,12 +294,6 @@ __global__ void __launch_bounds__(kPThreads) PrefillAttnKernel(AttnArgs a, Batch
       LoadKvTile(vs + (buf ^ 1) * kTileElems, a, table, kvh, 1, j0 + kBN, kend);
       CpAsyncCommit();
     }
-    if (it == 0) {
-#pragma unroll
-      for (int kc = 0; kc < 8; ++kc) {
-        Ldsm4(qf[kc], qs + Swz(warp * 16 + (lane & 15), kc * 16 + (lane >> 4) * 8));
-      }
-    }
     const bf16_t* kt = ks + buf * kTileElems;
     const bf16_t* vt = vs + buf * kTileElems;
     float sc[8][4];
@@ -306,13 +301,15 @@ __global__ void __launch_bounds__(kPThreads) PrefillAttnKernel(AttnArgs a, Batch
     for (int i = 0; i < 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
 #pragma unroll
     for (int kc = 0; kc < 8; ++kc) {
+      uint32_t qf[4];  // Q fragments re-read from shared memory: registers for 2 CTAs per SM
+      Ldsm4(qf, qs + Swz(warp * 16 + (lane & 15), kc * 16 + (lane >> 4) * 8));
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b[4];
         const int mat = lane >> 3, rr = lane & 7;
         Ldsm4(b, kt + Swz(np * 16 + rr + (mat >> 1) * 8, kc * 16 + (mat & 1) * 8));
-        Mma(sc[2 * np], qf[kc], b[0], b[1]);
-        Mma(sc[2 * np + 1], qf[kc], b[2], b[3]);
+        Mma(sc[2 * np], qf, b[0], b[1]);
+        Mma(sc[2 * np + 1], qf, b[2], b[3]);
       }
     }
     // Mask, scale, online softmax.
