@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool), from the repo root, with .dev/cuda carried:
 #   .dev/cuda/bin/{cuda_kernels_test,cuda_runner_test,cuda_bench}   (built by the CUDA session)
+# Pack here first:
+#   cmake --build build-cuda --target cuda_kernels_test cuda_runner_test cuda_bench
+#   strip the three into .dev/cuda/bin; copy libspdlog/libfmt/libopenblas/libgfortran/libquadmath
+#   .so files into .dev/cuda/lib (the GPU machine has cuBLAS, not these).
 # Writes logs under $OUT. Steps: tests, compute-sanitizer, benchmarks, transformers baseline.
 # Usage: scripts/device-run.sh [tests] [sanitize] [bench] [hf]   (default: all)
 set -uo pipefail
