@@ -22,6 +22,21 @@ Status Unsupported(const std::string& what, const std::string& type) {
   return Unimplemented("tokenizer.json: unsupported " + what + " type '" + type + "'");
 }
 
+// Largest token id accepted (real vocabularies have < 300k ids); bounds the per-id tables a
+// hostile file can make us allocate.
+constexpr int64_t kMaxTokenId = (1 << 22) - 1;
+
+// A token id from JSON: an integer in [0, kMaxTokenId]. Floats, negatives and huge values are
+// INVALID_ARGUMENT (converting them to int32_t would be undefined or wrap).
+StatusOr<int32_t> TokenId(const json& v, const std::string& what) {
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > kMaxTokenId) ||
+      (!v.is_number_unsigned() && (v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokenId))) {
+    return InvalidArgument("tokenizer.json: " + what + ": id " + v.dump().substr(0, 40) +
+                           " is not an integer in [0, " + std::to_string(kMaxTokenId) + "]");
+  }
+  return static_cast<int32_t>(v.get<int64_t>());
+}
+
 bool IsNullOrEmpty(const json& j, const char* key) {
   return !j.contains(key) || j[key].is_null() || (j[key].is_string() && j[key].get<std::string>().empty());
 }
@@ -100,7 +115,14 @@ Status LoadPostProcessor(const json& p, TokenizerImpl& t) {
     const std::string name = piece.at("SpecialToken").at("id");
     const json& ids = p.at("special_tokens").at(name).at("ids");
     auto& dst = seen_sequence ? t.eos_ids : t.bos_ids;
-    for (const json& id : ids) dst.push_back(id.get<int32_t>());
+    for (const json& id : ids) {
+      PD_ASSIGN_OR_RETURN(int32_t v, TokenId(id, "post_processor token '" + name + "'"));
+      if (static_cast<size_t>(v) >= t.id_token.size()) {
+        return InvalidArgument("tokenizer.json: post_processor token '" + name + "': id " +
+                               std::to_string(v) + " is not in the vocabulary");
+      }
+      dst.push_back(v);
+    }
   }
   return OkStatus();
 }
@@ -133,7 +155,10 @@ Status CheckBpeOptions(const json& m) {
 Status LoadVocab(const json& vocab, int32_t max_added_id, TokenizerImpl& t,
                  tok::BytesToId& by_bytes) {
   int32_t max_id = max_added_id;
-  for (const auto& [tok, id] : vocab.items()) max_id = std::max(max_id, id.get<int32_t>());
+  for (const auto& [tok, id_json] : vocab.items()) {
+    PD_ASSIGN_OR_RETURN(int32_t id, TokenId(id_json, "vocab token '" + tok + "'"));
+    max_id = std::max(max_id, id);
+  }
   t.id_bytes.assign(max_id + 1, std::string());
   t.id_token.assign(max_id + 1, std::string());
   t.id_special.assign(max_id + 1, 0);
@@ -141,8 +166,7 @@ Status LoadVocab(const json& vocab, int32_t max_added_id, TokenizerImpl& t,
   t.token_to_id.reserve(vocab.size() + 512);
   std::string raw;
   for (const auto& [tok, id_json] : vocab.items()) {
-    const int32_t id = id_json.get<int32_t>();
-    if (id < 0) return InvalidArgument("tokenizer.json: negative id for token '" + tok + "'");
+    const int32_t id = id_json.get<int32_t>();  // checked by TokenId above
     t.id_token[id] = tok;
     t.token_to_id[tok] = id;
     if (ByteLevelToBytes(tok, &raw)) {
@@ -215,7 +239,7 @@ Status LoadAddedTokens(const json& added, TokenizerImpl& t) {
                              "option '" + opt + "'");
       }
     }
-    const int32_t id = a.at("id");
+    const int32_t id = a.at("id");  // checked by TokenId in Load()
     t.id_token[id] = content;
     t.id_special[id] = a.value("special", false);
     t.id_bytes[id] = ByteLevelToBytes(content, &raw) ? raw : content;
@@ -239,7 +263,10 @@ Status Load(const json& j, TokenizerImpl& t) {
   const json empty = json::array();
   const json& added = j.contains("added_tokens") ? j["added_tokens"] : empty;
   int32_t max_added = -1;
-  for (const json& a : added) max_added = std::max(max_added, a.at("id").get<int32_t>());
+  for (const json& a : added) {
+    PD_ASSIGN_OR_RETURN(int32_t id, TokenId(a.at("id"), "added token"));
+    max_added = std::max(max_added, id);
+  }
   PD_RETURN_IF_ERROR(LoadModel(j.at("model"), max_added, t));
   PD_RETURN_IF_ERROR(LoadNormalizer(j.value("normalizer", json()), t));
   PD_RETURN_IF_ERROR(LoadAddedTokens(added, t));
