@@ -7,6 +7,9 @@
 #include <cmath>
 #include <cstring>
 
+// Weak: present with OpenBLAS, absent (nullptr) with another CBLAS.
+#pragma weak openblas_set_num_threads
+
 namespace pd {
 namespace cpu {
 namespace {
@@ -101,7 +104,7 @@ void GemvBf16Rows(const float* x, const uint16_t* w, int64_t K, int64_t b, int64
 // Rows per task of the GEMV and the largest M it handles.
 constexpr int64_t kGemvMaxM = 4;
 // fp32 panel of a bf16 weight converted before sgemm: at most this many floats.
-constexpr int64_t kPanelFloats = int64_t{4} << 20;
+constexpr int64_t kPanelFloats = int64_t{1} << 20;
 
 void Gemv(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, const float* bias,
           float* y) {
@@ -152,25 +155,36 @@ void Linear(CpuThreadPool& pool, const float* x, int64_t M, const Matrix& w, con
             float* y) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= kGemvMaxM) return Gemv(pool, x, M, w, bias, y);
-  if (w.dtype == DType::kF32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w.f32(), K, 0.0f, y,
-                N);
-  } else {
-    const int64_t panel_rows = std::max<int64_t>(64, std::min<int64_t>(N, kPanelFloats / K));
-    std::vector<float> panel(static_cast<size_t>(std::min(N, panel_rows) * K));
-    for (int64_t n0 = 0; n0 < N; n0 += panel_rows) {
-      const int64_t rows = std::min(panel_rows, N - n0);
-      pool.ParallelFor(rows, 8, [&](int64_t b, int64_t e, int) {
-        Bf16ToF32Row(w.bf16() + (n0 + b) * K, panel.data() + b * K, (e - b) * K);
-      });
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, panel.data(), K,
-                  0.0f, y + n0, N);
+  // One thread pool for everything: OpenBLAS runs single-threaded and each of our tasks calls
+  // sgemm on its own slice of output columns (no second set of spinning BLAS threads).
+  static const bool single = [] {
+    if (openblas_set_num_threads) openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)single;
+  const int64_t panel_rows = std::max<int64_t>(16, kPanelFloats / K);
+  const bool small = M * N * K < (int64_t{1} << 21);
+  const int64_t grain = small ? N : std::max<int64_t>(32, N / (4 * pool.size()) + 1);
+  std::vector<std::vector<float>> panels(pool.size());
+  pool.ParallelFor(N, grain, [&](int64_t b, int64_t e, int tid) {
+    for (int64_t n0 = b; n0 < e; n0 += panel_rows) {
+      const int64_t rows = std::min(panel_rows, e - n0);
+      const float* wp;
+      if (w.dtype == DType::kF32) {
+        wp = w.f32() + n0 * K;
+      } else {
+        panels[tid].resize(static_cast<size_t>(rows * K));
+        Bf16ToF32Row(w.bf16() + n0 * K, panels[tid].data(), rows * K);
+        wp = panels[tid].data();
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, rows, K, 1.0f, x, K, wp, K, 0.0f,
+                  y + n0, N);
+      if (bias) {
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = n0; n < n0 + rows; ++n) y[m * N + n] += bias[n];
+      }
     }
-  }
-  if (bias) {
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) y[m * N + n] += bias[n];
-  }
+  });
 }
 
 void RmsNorm(const float* x, const float* w, float* y, int64_t n, float eps) {
