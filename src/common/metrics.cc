@@ -15,9 +15,12 @@ Histogram::Histogram(std::vector<double> bounds)
 }
 
 void Histogram::Observe(double v) {
-  // First bound >= v: Prometheus buckets are "less than or equal".
-  const size_t i = static_cast<size_t>(
-      std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  // First bound >= v: Prometheus buckets are "less than or equal". NaN compares false with
+  // every bound and goes to +Inf (as in the official clients).
+  const size_t i = std::isnan(v) ? bounds_.size()
+                                 : static_cast<size_t>(std::lower_bound(bounds_.begin(),
+                                                                        bounds_.end(), v) -
+                                                       bounds_.begin());
   counts_[i].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(v, std::memory_order_relaxed);
 }

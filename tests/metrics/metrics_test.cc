@@ -126,6 +126,10 @@ TEST(MetricsHistogram, BucketBoundariesAreInclusive) {
   EXPECT_EQ(h.BucketCount(2), 1u);
   EXPECT_EQ(h.Count(), 4u);
   EXPECT_DOUBLE_EQ(h.Sum(), 7.5);
+  Histogram n({1});
+  n.Observe(0.0 / 0.0);  // NaN counts in +Inf, not the first bucket
+  EXPECT_EQ(n.BucketCount(0), 0u);
+  EXPECT_EQ(n.BucketCount(1), 1u);
   EXPECT_EQ(ExponentialBuckets(0.001, 2, 3), (std::vector<double>{0.001, 0.002, 0.004}));
   EXPECT_EQ(LinearBuckets(1, 2, 3), (std::vector<double>{1, 3, 5}));
 }
