@@ -33,7 +33,7 @@ void DecodeServiceImpl::PollNotifications() {
     }
     std::vector<kvtransfer::Notification> ns = d_->transfer->GetNotifications();
     if (ns.empty()) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
       continue;
     }
     std::lock_guard<std::mutex> l(mu_);

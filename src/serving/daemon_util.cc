@@ -159,6 +159,13 @@ Status StartTransfer(Daemon* d) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role) {
+  // Block SIGINT/SIGTERM before any thread starts (runner, engine, transfer engine inherit the
+  // mask), so RunGrpcServer's sigwait gets them and the daemon shuts down cleanly.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   StatusOr<Flags> f = ParseFlags(argc, argv);
   if (!f.ok()) return f.status();
   StatusOr<DeployConfig> cfg = LoadDeployConfig(f->config);
