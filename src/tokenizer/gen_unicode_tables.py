@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Generates unicode_tables.cc from Python's unicodedata (run: python3 gen_unicode_tables.py).
+"""Generates unicode_tables.cc from Python's unicodedata (run: python3 gen_unicode_tables.py
+[--classes-from tests/data/tokenizer/reference.json]). With --classes-from, the letter/number/space
+class ranges are taken from the HF reference sweep (HF's regex engine knows a newer Unicode than
+this machine's Python), so the pre-tokenizer matches HF exactly.
 
 Tables: letter/number/White_Space classes for the pre-tokenizer, and canonical combining
 classes, full canonical decompositions and primary composites for NFC.
@@ -48,6 +51,10 @@ def main():
              % ud.unidata_version)
     w.append('#include "tokenizer/unicode_tables.h"\n\nnamespace pd::unicode {\n\n')
     cr = ranges(cls)
+    if "--classes-from" in sys.argv:
+        import json
+        src = sys.argv[sys.argv.index("--classes-from") + 1]
+        cr = [tuple(x) for x in json.load(open(src))["unicode"]["classes"]]
     w.append("const uint32_t kUnidataMajor = %s;\n" % ud.unidata_version.split(".")[0])
     w.append("const ClassRange kClassRanges[] = {\n")
     w.extend(rows(["{0x%X, 0x%X, %d}" % r for r in cr]))
