@@ -1,6 +1,9 @@
 #include "serving/daemon_util.h"
 
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstring>
 #include <random>
@@ -92,6 +95,28 @@ Status CheckMatch(const char* what, uint64_t mine, uint64_t theirs) {
 
 namespace {
 
+// SIGINT/SIGTERM -> one byte on a pipe that RunGrpcServer's watcher thread reads. A handler
+// (not sigwait) because libraries start threads before main (e.g. OpenBLAS) whose signal mask
+// we cannot set, and the default action would kill the process there.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnTerminationSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  ssize_t n = write(g_signal_pipe[1], &c, 1);
+  (void)n;
+}
+
+void InstallTerminationHandler() {
+  if (g_signal_pipe[0] >= 0) return;
+  if (pipe(g_signal_pipe) != 0) return;
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = OnTerminationSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
 struct Flags {
   std::string config, instance, log_level;
   bool fake_runner = false;
@@ -159,13 +184,7 @@ Status StartTransfer(Daemon* d) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role) {
-  // Block SIGINT/SIGTERM before any thread starts (runner, engine, transfer engine inherit the
-  // mask), so RunGrpcServer's sigwait gets them and the daemon shuts down cleanly.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  InstallTerminationHandler();
   StatusOr<Flags> f = ParseFlags(argc, argv);
   if (!f.ok()) return f.status();
   StatusOr<DeployConfig> cfg = LoadDeployConfig(f->config);
@@ -211,11 +230,7 @@ StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
 }
 
 int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>& services) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  InstallTerminationHandler();
   grpc::ServerBuilder b;
   b.AddListeningPort(inst.Address(), grpc::InsecureServerCredentials());
   b.SetMaxReceiveMessageSize(256 << 20);
@@ -227,9 +242,10 @@ int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>&
   }
   PD_LOG_INFO("{}: serving on {}", inst.name, inst.Address());
   std::thread sig([&] {
-    int s = 0;
-    sigwait(&set, &s);
-    PD_LOG_INFO("{}: signal {}, shutting down", inst.name, s);
+    char c = 0;
+    while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    PD_LOG_INFO("{}: signal {}, shutting down", inst.name, static_cast<int>(c));
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   });
   server->Wait();

@@ -34,7 +34,7 @@ uint64_t ModelConfigHash(const ModelConfig& c);
 // Parses `--config F [--instance NAME] [--fake-runner] [--log-level L]`, loads the instance of
 // `role` (default: the first of that role), creates the runner (FakeRunner with --fake-runner:
 // scheduler/transport checks without a model backend), the engine and the transfer engine
-// (arena registered, started). Blocks SIGINT/SIGTERM first (for RunGrpcServer). Errors name the
+// (arena registered, started). Installs the SIGINT/SIGTERM handler first. Errors name the
 // flag / config field.
 StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role);
 
