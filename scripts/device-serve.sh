@@ -8,6 +8,8 @@ OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/pd "$OUT/logs"
 tar -C /tmp/pd -xJf .dev/gpu/bin.tar.xz
 B=/tmp/pd/bin
+echo "== unseen-model check (issue 2)"
+python3 tests/golden/check_unseen.py "$B/pd-generate" /tmp/unseen 2>&1 | grep -E "MATCH|DIFF|Error" | tee "$OUT/unseen.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ ! -f models/llama-3.1-8b/config.json ]; then
   "$B/pd-makemodel" --preset llama-3.1-8b --out models/llama-3.1-8b --seed 1 2>&1 | tail -2
