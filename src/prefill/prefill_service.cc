@@ -125,36 +125,46 @@ void PrefillServiceImpl::Abort(const std::string& id,
   }
 }
 
+Status PrefillServiceImpl::Check(const v1::PrefillRequest& req, const std::vector<int32_t>& prompt,
+                                 Xfer* x) {
+  if (req.request_id().empty()) return InvalidArgument("empty request_id");
+  Status st = serving::CheckMatch("compat hash", d_->compat_hash, req.compat_hash());
+  if (st.ok()) st = d_->engine->CheckPrompt(prompt, 1);
+  if (!st.ok()) return st;
+  if (!x->target.ParseFromString(req.target())) {
+    return InvalidArgument("target is not a serialized TransferTarget");
+  }
+  if (x->target.compat_hash() == 0) return InvalidArgument("target has no compat hash");
+  st = serving::CheckMatch("compat hash (decode's)", d_->compat_hash, x->target.compat_hash());
+  if (!st.ok()) return st;
+  const KvLayout& layout = d_->runner->kv_arena().layout;
+  const int nblocks = (static_cast<int>(prompt.size()) + layout.block_size - 1) / layout.block_size;
+  if (x->target.block_size() != layout.block_size || x->target.block_ids_size() != nblocks) {
+    return InvalidArgument("target has " + std::to_string(x->target.block_ids_size()) +
+                           " blocks of " + std::to_string(x->target.block_size()) +
+                           " tokens; the " + std::to_string(prompt.size()) +
+                           "-token prompt needs " + std::to_string(nblocks) + " of " +
+                           std::to_string(layout.block_size));
+  }
+  StatusOr<kvtransfer::PeerId> p = Peer(x->target);
+  if (!p.ok()) {
+    return p.status().code() == StatusCode::kFailedPrecondition ? p.status()
+                                                                 : Unavailable(p.status().message());
+  }
+  x->peer = *p;
+  return OkStatus();
+}
+
 grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::PrefillRequest* req,
                                          v1::PrefillResponse* resp) {
   const auto t0 = Clock::now();
   const std::string& id = req->request_id();
   const auto until = serving::CallDeadline(ctx, d_->inst.timeouts.prefill_ms);
   auto x = std::make_shared<Xfer>();
-  Status st = id.empty() ? InvalidArgument("empty request_id") : OkStatus();
-  if (st.ok()) st = serving::CheckMatch("compat hash", d_->compat_hash, req->compat_hash());
   std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
-  if (st.ok()) st = d_->engine->CheckPrompt(prompt, 1);
-  if (st.ok() && !x->target.ParseFromString(req->target())) {
-    st = InvalidArgument("target is not a serialized TransferTarget");
-  }
-  const KvLayout& layout = d_->runner->kv_arena().layout;
-  if (st.ok()) st = serving::CheckMatch("compat hash (decode's)", d_->compat_hash, x->target.compat_hash());
-  if (st.ok() && x->target.compat_hash() == 0) st = InvalidArgument("target has no compat hash");
-  const int nblocks = (static_cast<int>(prompt.size()) + layout.block_size - 1) / layout.block_size;
-  if (st.ok() && (x->target.block_size() != layout.block_size || x->target.block_ids_size() != nblocks)) {
-    st = InvalidArgument("target has " + std::to_string(x->target.block_ids_size()) +
-                         " blocks of " + std::to_string(x->target.block_size()) + " tokens; the " +
-                         std::to_string(prompt.size()) + "-token prompt needs " +
-                         std::to_string(nblocks) + " of " + std::to_string(layout.block_size));
-  }
-  if (st.ok()) {
-    StatusOr<kvtransfer::PeerId> p = Peer(x->target);
-    if (p.ok()) x->peer = *p;
-    else st = p.status().code() == StatusCode::kFailedPrecondition ? p.status()
-                                                                    : Unavailable(p.status().message());
-  }
+  Status st = Check(*req, prompt, x.get());
   if (!st.ok()) return serving::ToGrpc(st.WithContext(d_->inst.name));
+  const KvLayout& layout = d_->runner->kv_arena().layout;
   x->remote_layout = layout;
   x->remote_layout.num_blocks = x->target.num_blocks();
   x->prompt_len = static_cast<int>(prompt.size());

@@ -42,6 +42,9 @@ class PrefillServiceImpl final : public ::pdserve::v1::PrefillService::Service {
     int64_t bytes = 0;
     Status error;
   };
+  // Validates the request and its target, resolves D's transfer peer into x.
+  Status Check(const ::pdserve::v1::PrefillRequest& req, const std::vector<int32_t>& prompt,
+               Xfer* x);
   StatusOr<kvtransfer::PeerId> Peer(const ::pdserve::v1::TransferTarget& t);
   // Waits for the request's writes, then posts the notice and waits for it.
   Status Finish(const std::string& id, int32_t first_token, std::chrono::steady_clock::time_point until,
