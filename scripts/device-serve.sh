@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (device tool): the h100-1p1d deployment (prefill + decode daemons on
 # GPU 0, Llama-3.1-8B shape, random weights) measured with pd-bench at the seed's 1k/1k and
-# 10k/1k mixes. Binaries come from scripts/build-device.sh (carry .dev/gpu).
+# 10k/1k mixes. Binaries come from scripts/build-device.sh (carry .dev/gpu), or a dynamic build
+# packed with its shared libraries in lib/.
 # Usage there: bash scripts/device-serve.sh   (results under $OUT)
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p /tmp/pd "$OUT/logs"
 tar -C /tmp/pd -xJf .dev/gpu/bin.tar.xz
 B=/tmp/pd/bin
+# Dynamic builds carry their non-system shared libraries in lib/ (static builds have none).
+export LD_LIBRARY_PATH=/tmp/pd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "== unseen-model check (issue 2)"
 python3 tests/golden/check_unseen.py "$B/pd-generate" /tmp/unseen 2>&1 | grep -E "MATCH|DIFF|Error" | tee "$OUT/unseen.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
