@@ -10,9 +10,12 @@ mkdir -p /tmp/pd "$OUT/logs"
 tar -C /tmp/pd -xJf .dev/gpu/bin.tar.xz
 B=/tmp/pd/bin
 # Dynamic builds carry their non-system shared libraries in lib/ (static builds have none).
-export LD_LIBRARY_PATH=/tmp/pd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# Only our binaries see them (python/torch keep the system's).
+printf '#!/bin/sh\nLD_LIBRARY_PATH=/tmp/pd/lib exec %s/pd-generate "$@"\n' "$B" > /tmp/pd/pd-generate.sh
+chmod +x /tmp/pd/pd-generate.sh
 echo "== unseen-model check (issue 2)"
-python3 tests/golden/check_unseen.py "$B/pd-generate" /tmp/unseen 2>&1 | grep -E "MATCH|DIFF|Error" | tee "$OUT/unseen.txt"
+python3 tests/golden/check_unseen.py /tmp/pd/pd-generate.sh /tmp/unseen 2>&1 | grep -E "MATCH|DIFF|Error" | tee "$OUT/unseen.txt"
+export LD_LIBRARY_PATH=/tmp/pd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ ! -f models/llama-3.1-8b/config.json ]; then
   "$B/pd-makemodel" --preset llama-3.1-8b --out models/llama-3.1-8b --seed 1 2>&1 | tail -2
