@@ -13,8 +13,10 @@ B=/tmp/pd/bin
 # Only our binaries see them (python/torch keep the system's).
 printf '#!/bin/sh\nLD_LIBRARY_PATH=/tmp/pd/lib exec %s/pd-generate "$@"\n' "$B" > /tmp/pd/pd-generate.sh
 chmod +x /tmp/pd/pd-generate.sh
+if [ -z "${SKIP_UNSEEN:-}" ]; then
 echo "== unseen-model check (issue 2)"
 python3 tests/golden/check_unseen.py /tmp/pd/pd-generate.sh /tmp/unseen 2>&1 | grep -E "MATCH|DIFF|Error" | tee "$OUT/unseen.txt"
+fi
 export LD_LIBRARY_PATH=/tmp/pd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 if [ ! -f models/llama-3.1-8b/config.json ]; then
@@ -39,4 +41,4 @@ run_bench() {  # name, args...
 run_bench bench_1k1k --preset 1k/1k --concurrency 16 --num-requests 48 --warmup 2
 run_bench bench_10k1k --preset 10k/1k --concurrency 4 --num-requests 12 --warmup 1
 kill -TERM $UP; wait $UP
-tail -5 "$OUT"/logs/*.log
+tail -n 5 "$OUT"/logs/*.log

@@ -62,6 +62,11 @@ grpc::Status DecodeServiceImpl::Reserve(grpc::ServerContext*, const v1::ReserveR
   {
     std::lock_guard<std::mutex> l(mu_);
     arrived_.erase(req->request_id());  // a stale notice of an earlier attempt
+    if (d_->kv_mirror) {
+      const size_t first = static_cast<size_t>(r->num_cached_tokens / d_->engine->block_size());
+      to_stage_[req->request_id()].assign(r->blocks.begin() + std::min(first, r->blocks.size()),
+                                          r->blocks.end());
+    }
   }
   v1::TransferTarget t;
   t.set_decode_name(d_->inst.name);
@@ -142,6 +147,16 @@ grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::Decod
     if (st.ok() && n->num_tokens() != static_cast<int>(er.prompt.size())) {
       st = FailedPrecondition("KV notice covers " + std::to_string(n->num_tokens()) +
                               " tokens, the prompt has " + std::to_string(er.prompt.size()));
+    }
+    if (st.ok() && d_->kv_mirror) {  // GPU arena: host mirror -> GPU before admission
+      std::vector<int32_t> blocks;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        blocks = std::move(to_stage_[id]);
+        to_stage_.erase(id);
+      }
+      st = serving::StageBlocks(d_, blocks, 0, d_->runner->kv_arena().layout.num_layers - 1,
+                                /*to_host=*/false);
     }
     if (st.ok()) er.remote_first_token = n->first_token();
   }

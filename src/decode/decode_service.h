@@ -47,6 +47,8 @@ class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Arrival> arrived_;
+  // GPU arenas: the reserved blocks P writes (into the host mirror), staged to the GPU on arrival.
+  std::map<std::string, std::vector<int32_t>> to_stage_;
   int awaiting_ = 0;
   bool stop_ = false;
   std::thread poller_;

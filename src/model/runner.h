@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -80,6 +81,15 @@ class ModelRunner {
   // range, too many tokens) without touching the KV cache.
   virtual Status Forward(const ForwardBatch& batch, ForwardResult* result) = 0;
   virtual std::string backend_name() const = 0;
+
+  // GPU backends: copies byte ranges (offset, length) of the KV arena to (to_host) or from host
+  // memory `host_base`, at the same offsets; returns when the copies are complete. Transports
+  // that cannot reach GPU memory stage KV through such a host mirror (GPU -> host -> wire ->
+  // host -> GPU). Host-arena backends return UNIMPLEMENTED (they need no staging).
+  virtual Status CopyKv(void* host_base, const std::vector<std::pair<size_t, size_t>>& ranges,
+                        bool to_host) {
+    return Unimplemented(backend_name() + " backend has no KV staging copy");
+  }
 };
 
 // Creates a runner for opts.backend. "cuda" returns UNIMPLEMENTED in builds without CUDA and

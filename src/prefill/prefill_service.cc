@@ -46,6 +46,12 @@ void PrefillServiceImpl::OnLayer(const std::vector<serving::ChunkInfo>& chunks, 
     const int lo = x.first_chunk ? d_first : std::max(d_first, c.start / bs);
     if (layer == last_layer) x.first_chunk = false;
     if (lo >= hi) continue;
+    std::vector<int32_t> staged(c.blocks.begin() + lo, c.blocks.begin() + hi);
+    Status sst = serving::StageBlocks(d_, staged, layer, layer, /*to_host=*/true);
+    if (!sst.ok()) {
+      x.error = sst.WithContext("stage layer " + std::to_string(layer));
+      continue;
+    }
     std::vector<kvtransfer::Desc> ld, rd;
     for (int b = lo; b < hi; ++b) {
       ld.push_back({0, local.block_offset(layer, c.blocks[b]), local.block_layer_bytes()});

@@ -1,3 +1,5 @@
+#include <sys/mman.h>
+
 #include "serving/daemon_util.h"
 
 #include <signal.h>
@@ -173,8 +175,15 @@ Status StartTransfer(Daemon* d) {
   kvtransfer::ArenaSpec spec;
   spec.base = a.base;
   spec.bytes = a.bytes;
-  spec.kind = a.on_gpu ? kvtransfer::MemoryKind::kCuda : kvtransfer::MemoryKind::kHost;
-  spec.device = a.gpu_id < 0 ? 0 : a.gpu_id;
+  spec.kind = kvtransfer::MemoryKind::kHost;
+  spec.device = 0;
+  if (a.on_gpu) {  // stage through a host mirror (the transports reach host memory only)
+    void* m = mmap(nullptr, a.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return ResourceExhausted("cannot map a host mirror of the GPU KV arena");
+    d->kv_mirror = m;
+    spec.base = m;
+    PD_LOG_INFO("{}: GPU KV arena staged through a {} MiB host mirror", d->inst.name, a.bytes >> 20);
+  }
   StatusOr<kvtransfer::ArenaId> id = d->transfer->RegisterArena(spec);
   if (!id.ok()) return id.status().WithContext("register KV arena");
   Status st = d->transfer->Start();
@@ -182,6 +191,24 @@ Status StartTransfer(Daemon* d) {
 }
 
 }  // namespace
+
+Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
+                   bool to_host) {
+  if (d->kv_mirror == nullptr || blocks.empty()) return OkStatus();
+  const KvLayout& k = d->runner->kv_arena().layout;
+  std::vector<std::pair<size_t, size_t>> ranges;
+  for (int l = first_layer; l <= last_layer; ++l) {
+    for (int32_t b : blocks) {
+      const size_t off = k.block_offset(l, b);
+      if (!ranges.empty() && ranges.back().first + ranges.back().second == off) {
+        ranges.back().second += k.block_layer_bytes();  // coalesce adjacent blocks
+      } else {
+        ranges.emplace_back(off, k.block_layer_bytes());
+      }
+    }
+  }
+  return d->runner->CopyKv(d->kv_mirror, ranges, to_host);
+}
 
 StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRole role) {
   InstallTerminationHandler();

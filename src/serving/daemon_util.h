@@ -26,7 +26,15 @@ struct Daemon {
   uint64_t incarnation = 0;  // random per process start
   uint64_t compat_hash = 0;  // KvLayout::CompatHash() mixed with ModelConfigHash()
   std::string model_name;
+  // Host mirror of a GPU KV arena (same size and offsets), registered with the transfer engine
+  // in place of GPU memory: prefill copies each layer's blocks GPU -> mirror before posting,
+  // decode copies arrived blocks mirror -> GPU before admitting. nullptr for host arenas.
+  void* kv_mirror = nullptr;
 };
+
+// Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).
+Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
+                   bool to_host);
 
 // Stable hash of the model fields that change the KV contents or the sampled tokens.
 uint64_t ModelConfigHash(const ModelConfig& c);

@@ -93,6 +93,8 @@ class CudaRunner final : public ModelRunner {
   T* At(size_t off, bool device) {
     return reinterpret_cast<T*>((device ? meta_dev_ : meta_host_) + off);
   }
+  Status CopyKv(void* host_base, const std::vector<std::pair<size_t, size_t>>& ranges,
+                bool to_host) override;
   Status AllocBuffers();
   Status AllocKv();
   Status Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, StepPlan* p);
@@ -124,6 +126,25 @@ class CudaRunner final : public ModelRunner {
   std::map<int, cudaGraphExec_t> graphs_;
   std::map<int, int> bucket_runs_;
 };
+
+// Staging copies run on the calling thread's own stream, so they never wait for (or delay) the
+// forward pass; the caller guarantees the ranges are not in use by running sequences.
+Status CudaRunner::CopyKv(void* host_base, const std::vector<std::pair<size_t, size_t>>& ranges,
+                          bool to_host) {
+  PD_CUDA_RET(cudaSetDevice(opts_.gpu_id));
+  auto* dev = static_cast<unsigned char*>(arena_.base);
+  auto* host = static_cast<unsigned char*>(host_base);
+  for (const auto& [off, len] : ranges) {
+    if (off > arena_.bytes || len > arena_.bytes - off) {
+      return InvalidArgument("KV staging range beyond the arena");
+    }
+    PD_CUDA_RET(cudaMemcpyAsync(to_host ? host + off : dev + off, to_host ? dev + off : host + off,
+                                len, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
+                                cudaStreamPerThread));
+  }
+  PD_CUDA_RET(cudaStreamSynchronize(cudaStreamPerThread));
+  return OkStatus();
+}
 
 CudaRunner::~CudaRunner() {
   if (stream_) cudaStreamSynchronize(stream_);
