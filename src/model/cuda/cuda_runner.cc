@@ -18,38 +18,12 @@
 #include "model/cuda/cuda_kernels.h"
 #include "model/cuda/cuda_weights.h"
 #include "model/weights.h"
+#include "model/rope.h"
 
 namespace pd {
 namespace {
 
 using cuda::bf16_t;
-
-std::vector<float> InvFreq(const ModelConfig& c) {
-  const int half = c.head_dim / 2;
-  std::vector<float> f(half);
-  const RopeScaling& rs = c.rope_scaling;
-  for (int i = 0; i < half; ++i) {
-    float inv = 1.0f / std::pow(static_cast<float>(c.rope_theta),
-                                static_cast<float>(2 * i) / static_cast<float>(c.head_dim));
-    if (rs.type == RopeScaling::Type::kLinear) {
-      inv /= static_cast<float>(rs.factor);
-    } else if (rs.type == RopeScaling::Type::kLlama3) {
-      const float old_ctx = static_cast<float>(rs.original_max_position_embeddings);
-      const float lf = static_cast<float>(rs.low_freq_factor), hf = static_cast<float>(rs.high_freq_factor);
-      const float factor = static_cast<float>(rs.factor);
-      const float low_wl = old_ctx / lf, high_wl = old_ctx / hf;
-      const float wl = 2.0f * static_cast<float>(M_PI) / inv;
-      float out = wl > low_wl ? inv / factor : inv;
-      if (!(wl < high_wl) && !(wl > low_wl)) {
-        const float smooth = (old_ctx / wl - lf) / (hf - lf);
-        out = (1.0f - smooth) * out / factor + smooth * out;
-      }
-      inv = out;
-    }
-    f[i] = inv;
-  }
-  return f;
-}
 
 // Staging layout (bytes), fixed by capacities so CUDA graphs see stable addresses.
 struct MetaLayout {
@@ -217,7 +191,7 @@ Status CudaRunner::AllocBuffers() {
   attn_ws_floats_ = cuda::AttnWorkspaceFloats(int(T + 2 * num_sms_), int(nh), int(D), 1);
   PD_RETURN_IF_ERROR(alloc(&attn_ws_, attn_ws_floats_ * 4));
   PD_RETURN_IF_ERROR(alloc(&inv_freq_, size_t(D / 2) * 4));
-  const std::vector<float> inv = InvFreq(cfg_);
+  const std::vector<float> inv = RopeInvFreq(cfg_);
   PD_CUDA_RET(cudaMemcpy(inv_freq_, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
   const size_t kCublasWs = 32u << 20;
   PD_RETURN_IF_ERROR(alloc(&cublas_ws_, kCublasWs));
