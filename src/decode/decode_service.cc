@@ -221,27 +221,12 @@ grpc::Status DecodeServiceImpl::Cancel(grpc::ServerContext*, const v1::CancelReq
 
 grpc::Status DecodeServiceImpl::Stats(grpc::ServerContext*, const v1::StatsRequest*,
                                       v1::StatsResponse* resp) {
-  const serving::EngineStats s = d_->engine->Stats();
-  resp->set_waiting(s.waiting);
-  resp->set_running(s.running);
-  resp->set_total_blocks(s.blocks.total_blocks);
-  resp->set_free_blocks(s.blocks.free_blocks + s.blocks.cached_blocks);
-  resp->set_used_blocks(s.blocks.in_use_blocks);
-  resp->set_cached_blocks(s.blocks.cached_blocks);
-  resp->set_incarnation(d_->incarnation);
-  resp->set_compat_hash(d_->compat_hash);
-  resp->set_leases(s.leases);
+  int64_t awaiting;
   {
     std::lock_guard<std::mutex> l(mu_);
-    resp->set_awaiting_kv(awaiting_);
+    awaiting = awaiting_;
   }
-  resp->set_prefix_hit_tokens(s.blocks.prefix_hit_tokens);
-  resp->set_prefix_query_tokens(s.blocks.prefix_query_tokens);
-  resp->set_preemptions(s.preemptions);
-  resp->set_steps(s.steps);
-  resp->set_model(d_->model_name);
-  resp->set_role("decode");
-  resp->set_block_size(d_->engine->block_size());
+  serving::FillStats(d_, "decode", awaiting, resp);
   return grpc::Status::OK;
 }
 

@@ -71,6 +71,27 @@ EngineOptions MakeEngineOptions(const InstanceConfig& inst) {
   return e;
 }
 
+void FillStats(Daemon* d, const char* role, int64_t awaiting_kv, ::pdserve::v1::StatsResponse* resp) {
+  const EngineStats s = d->engine->Stats();
+  resp->set_waiting(s.waiting);
+  resp->set_running(s.running);
+  resp->set_total_blocks(s.blocks.total_blocks);
+  resp->set_free_blocks(s.blocks.free_blocks + s.blocks.cached_blocks);
+  resp->set_used_blocks(s.blocks.in_use_blocks);
+  resp->set_cached_blocks(s.blocks.cached_blocks);
+  resp->set_incarnation(d->incarnation);
+  resp->set_compat_hash(d->compat_hash);
+  resp->set_leases(s.leases);
+  resp->set_awaiting_kv(awaiting_kv);
+  resp->set_prefix_hit_tokens(s.blocks.prefix_hit_tokens);
+  resp->set_prefix_query_tokens(s.blocks.prefix_query_tokens);
+  resp->set_preemptions(s.preemptions);
+  resp->set_steps(s.steps);
+  resp->set_model(d->model_name);
+  resp->set_role(role);
+  resp->set_block_size(d->engine->block_size());
+}
+
 grpc::Status ToGrpc(const Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());

@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "pdserve.pb.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -56,6 +58,11 @@ RunnerOptions MakeRunnerOptions(const InstanceConfig& inst, const ModelConfig& m
 EngineOptions MakeEngineOptions(const InstanceConfig& inst);
 
 grpc::Status ToGrpc(const Status& s);
+
+// Fills the StatsResponse fields both daemons report from the engine and the daemon (role,
+// queue, blocks, prefix counters, incarnation/compat hash); `awaiting_kv` is the role's own
+// count of requests waiting on a KV transfer.
+void FillStats(Daemon* d, const char* role, int64_t awaiting_kv, ::pdserve::v1::StatsResponse* resp);
 // The earlier of the call's deadline and now + ms, on the steady clock.
 std::chrono::steady_clock::time_point CallDeadline(const grpc::ServerContext* ctx, int ms);
 // "<what> mismatch: mine <a>, peer's <b>" as FAILED_PRECONDITION, or OK when equal or theirs == 0.
