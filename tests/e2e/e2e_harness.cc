@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +23,17 @@
 namespace pd::e2e {
 
 namespace fs = std::filesystem;
+
+namespace {
+// PD_TEST_TIME_SCALE (default 1) stretches the deployment's leases and timeouts: the sanitizer
+// stage (scripts/ci-hardening.sh) runs the same tests 2-5x slower, and a test must fail for a
+// wrong answer, not because ASan made a CPU prefill outlive a 5 s lease.
+int Scaled(int ms) {
+  const char* env = std::getenv("PD_TEST_TIME_SCALE");
+  const int scale = env != nullptr ? std::max(1, std::atoi(env)) : 1;
+  return ms * scale;
+}
+}  // namespace
 
 std::string BinPath(const std::string& name) {
   for (const char* sub : {"src/tools", "src/router", "src/prefill", "src/decode"}) {
@@ -123,7 +136,8 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     << "\n  backend: cpu\n  cpu_threads: 1\n"
     << "  kv: {blocks: " << spec.kv_blocks << ", block_size: 16}\n"
     << "  max_seqs: 64\n  max_batch_tokens: 1024\n  prefill_chunk_tokens: 256\n"
-    << "  lease_ms: 5000\n  timeouts: {rpc_ms: 3000, prefill_ms: 10000, transfer_ms: 5000}\n"
+    << "  lease_ms: " << Scaled(5000) << "\n  timeouts: {rpc_ms: " << Scaled(3000)
+    << ", prefill_ms: " << Scaled(10000) << ", transfer_ms: " << Scaled(5000) << "}\n"
     << "router:\n  host: 127.0.0.1\n  port: " << router_port
     << "\n  disagg_threshold_tokens: " << spec.disagg_threshold
     << "\n  health_interval_ms: 200\n  health_timeout_ms: 500\n  prefill_retries: "
