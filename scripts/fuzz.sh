@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz) with clang-14 and runs each for a fixed budget against
 # its committed corpus. Exits non-zero if any target crashes or reports a sanitizer error.
-#   scripts/fuzz.sh [target ...]        targets: safetensors model_config deploy_config tokenizer wire
+#   scripts/fuzz.sh [target ...]        default: every tests/fuzz/corpus/<target> directory
 #   FUZZ_SECONDS=60   budget per target (libFuzzer -max_total_time)
 #   FUZZ_BUILD_DIR=build-fuzz   FUZZ_JOBS=2 (build parallelism)   FUZZ_ARGS="..." (extra flags)
 # New coverage-increasing inputs go to $FUZZ_BUILD_DIR/fuzz-corpus/<target>/ (the committed corpus
@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 SECONDS_PER=${FUZZ_SECONDS:-60}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors model_config deploy_config tokenizer wire)
+# Default: every target with a committed corpus (tests/fuzz/corpus/<target>/).
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  for d in tests/fuzz/corpus/*/; do TARGETS+=("$(basename "$d")"); done
+fi
 
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
