@@ -148,6 +148,7 @@ Status ParseInstance(const YAML::Node& n, const std::string& path, InstanceConfi
   r.Field("cpu_threads", &c->cpu_threads);
   r.Field("host", &c->host);
   r.Field("port", &c->port);
+  r.Field("metrics_port", &c->metrics_port);
   r.Sub("kv", [c](const YAML::Node& x, const std::string& p) { return ParseKv(x, p, &c->kv); });
   r.Field("max_batch_tokens", &c->max_batch_tokens);
   r.Field("max_seqs", &c->max_seqs);
@@ -177,6 +178,7 @@ Status ParseRouter(const YAML::Node& n, const std::string& path, RouterConfig* c
   MapReader r(n, path);
   r.Field("host", &c->host);
   r.Field("port", &c->port);
+  r.Field("metrics_port", &c->metrics_port);
   r.Sub("scorers",
         [c](const YAML::Node& x, const std::string& p) { return ParseScorers(x, p, &c->scorers); });
   r.Field("disagg_threshold_tokens", &c->disagg_threshold_tokens);
@@ -224,6 +226,7 @@ Status ParseInstances(const YAML::Node& n, InstanceRole role, const InstanceConf
       }
       x.port = c.port + k;
       if (c.transport.port != 0) x.transport.port = c.transport.port + k;
+      if (c.metrics_port != 0) x.metrics_port = c.metrics_port + k;
       x.gpu = c.gpu + k * std::max(1, c.tensor_parallel);
       out->push_back(std::move(x));
     }
@@ -311,6 +314,7 @@ Status ValidateInstance(const std::string& p, const InstanceConfig& c) {
     return Bad(p + ".transport.kind", "'" + c.transport.kind + "' is not tcp | rdma | local");
   }
   PD_RETURN_IF_ERROR(CheckPort(p + ".transport.port", c.transport.port, true));
+  PD_RETURN_IF_ERROR(CheckPort(p + ".metrics_port", c.metrics_port, true));
   PD_RETURN_IF_ERROR(CheckRange(p + ".transport.paths", c.transport.paths, 1, 64));
   PD_RETURN_IF_ERROR(CheckRange<int64_t>(p + ".transport.chunk_bytes", c.transport.chunk_bytes,
                                          4096, int64_t{1} << 30));
@@ -327,6 +331,7 @@ Status ValidateInstance(const std::string& p, const InstanceConfig& c) {
 Status ValidateRouter(const RouterConfig& r) {
   if (r.host.empty()) return Bad("router.host", "must not be empty");
   PD_RETURN_IF_ERROR(CheckPort("router.port", r.port, false));
+  PD_RETURN_IF_ERROR(CheckPort("router.metrics_port", r.metrics_port, true));
   const ScorerWeights& w = r.scorers;
   PD_RETURN_IF_ERROR(CheckRange("router.scorers.queue_depth", w.queue_depth, 0.0, 1e6));
   PD_RETURN_IF_ERROR(CheckRange("router.scorers.kv_usage", w.kv_usage, 0.0, 1e6));
@@ -365,6 +370,9 @@ Status DeployConfig::Validate() const {
   if (decode.empty()) return Bad("decode", "at least one decode instance is required");
   std::set<std::string> names;
   std::vector<Endpoint> eps = {{"router.port", router.host, router.port}};
+  if (router.metrics_port != 0) {
+    eps.push_back({"router.metrics_port", router.host, router.metrics_port});
+  }
   for (const auto* list : {&prefill, &decode}) {
     for (size_t i = 0; i < list->size(); ++i) {
       const InstanceConfig& c = (*list)[i];
@@ -376,6 +384,7 @@ Status DeployConfig::Validate() const {
         eps.push_back({p + ".transport.port", c.transport.host.empty() ? c.host : c.transport.host,
                        c.transport.port});
       }
+      if (c.metrics_port != 0) eps.push_back({p + ".metrics_port", c.host, c.metrics_port});
     }
   }
   for (size_t i = 0; i < eps.size(); ++i) {

@@ -78,6 +78,8 @@ struct InstanceConfig {
   int cpu_threads = 0;              // cpu backend worker threads; 0 = all cores
   std::string host = "127.0.0.1";   // gRPC listen/connect address
   int port = 0;                     // gRPC port (required, 1..65535)
+  int metrics_port = 0;             // Prometheus GET /metrics on `host`; 0 = not served. With
+                                    // `replicas: N` it steps per replica like `port`
   KvPoolConfig kv;
   TransportConfig transport;
   int max_batch_tokens = 2048;     // token budget of one forward (prefill chunks + decode tokens)
@@ -105,6 +107,7 @@ struct ScorerWeights {
 struct RouterConfig {
   std::string host = "0.0.0.0";       // public gRPC listen address
   int port = 8000;                    // public gRPC port (Inference service)
+  int metrics_port = 0;               // Prometheus GET /metrics on `host`; 0 = not served
   ScorerWeights scorers;              // used for picking D and P
   int disagg_threshold_tokens = 256;  // uncached prompt tokens below this -> D prefills itself
                                       // (no P hop); 0 = always use a P when one is healthy

@@ -27,6 +27,7 @@ inline constexpr char kRouterInflight[] = "pd_router_inflight_requests";        
 inline constexpr char kRouterPrefillDecisions[] = "pd_router_prefill_decisions_total";  // {path}
 inline constexpr char kRouterPrefillRetries[] = "pd_router_prefill_retries_total";
 inline constexpr char kRouterPrefillFallbacks[] = "pd_router_prefill_fallbacks_total";  // {reason}
+inline constexpr char kRouterDecodeRetries[] = "pd_router_decode_retries_total";
 inline constexpr char kRouterInstanceUp[] = "pd_router_instance_up";  // {instance, role} 0|1
 // Serving engine of a prefill or decode daemon.
 inline constexpr char kEngineRequests[] = "pd_engine_requests_total";            // {outcome}
@@ -53,6 +54,32 @@ inline constexpr char kOutcomeDeadlineExceeded[] = "deadline_exceeded";
 inline constexpr char kOutcomeResourceExhausted[] = "resource_exhausted";
 inline constexpr char kOutcomeUnavailable[] = "unavailable";
 inline constexpr char kOutcomeInternal[] = "internal";
+// Rejected by the router's own overload shedding before any instance was asked (the client sees
+// RESOURCE_EXHAUSTED; `resource_exhausted` is reserved for an instance's answer, e.g. a full pool).
+inline constexpr char kOutcomeShed[] = "shed";
+// The outcome label of any status code: the lower-case gRPC code name ("ok", "cancelled",
+// "failed_precondition", "unauthenticated", ...). Every request counter uses these values.
+inline const char* OutcomeName(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return kOutcomeOk;
+    case StatusCode::kCancelled: return kOutcomeCancelled;
+    case StatusCode::kInvalidArgument: return kOutcomeInvalidArgument;
+    case StatusCode::kDeadlineExceeded: return kOutcomeDeadlineExceeded;
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kResourceExhausted: return kOutcomeResourceExhausted;
+    case StatusCode::kFailedPrecondition: return "failed_precondition";
+    case StatusCode::kAborted: return "aborted";
+    case StatusCode::kOutOfRange: return "out_of_range";
+    case StatusCode::kUnimplemented: return "unimplemented";
+    case StatusCode::kInternal: return kOutcomeInternal;
+    case StatusCode::kUnavailable: return kOutcomeUnavailable;
+    case StatusCode::kDataLoss: return "data_loss";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+  }
+  return "unknown";
+}
 // path of pd_router_prefill_decisions_total.
 inline constexpr char kPrefillDisaggregated[] = "disaggregated";  // prompt sent to a P instance
 inline constexpr char kPrefillLocal[] = "local";                  // D prefills it itself
@@ -92,6 +119,7 @@ struct RouterMetrics {
   CounterFamily* prefill_retries;    // remote prefills retried on another P
   CounterFamily* prefill_fallbacks;  // {reason}: D prefilled after P failed / was unavailable
   GaugeFamily* instance_up;          // {instance, role}: 1 healthy, 0 down (health polls)
+  CounterFamily* decode_retries;     // requests re-placed on another D before any token streamed
 };
 
 struct EngineMetrics {
@@ -141,6 +169,10 @@ inline StatusOr<RouterMetrics> RegisterRouterMetrics(Registry* r) {
   PD_ASSIGN_OR_RETURN(m.instance_up, r->AddGauge(kRouterInstanceUp,
                                                  "1 if the instance's last health poll passed.",
                                                  {"instance", "role"}));
+  PD_ASSIGN_OR_RETURN(m.decode_retries,
+                      r->AddCounter(kRouterDecodeRetries,
+                                    "Requests re-placed on another decode instance after a "
+                                    "failure before any token was streamed."));
   return m;
 }
 

@@ -12,6 +12,16 @@ grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRe
   c.req = req;
   c.w = w;
   c.t0 = Clock::now();
+  obs_.inflight()->Inc();
+  const grpc::Status s = RunGenerate(c);
+  obs_.inflight()->Dec();
+  obs_.RequestFinished(FromGrpc(s), c.shed, c.t0, c.t_first, c.t_last, c.streamed);
+  return s;
+}
+
+grpc::Status RouterImpl::RunGenerate(Call& c) {
+  grpc::ServerContext* ctx = c.ctx;
+  const v1::GenerateRequest* req = c.req;
   PromptInput in;
   in.model = req->model();
   in.is_text = req->has_text() || !req->has_token_ids();
@@ -53,6 +63,7 @@ grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRe
       }
       break;
     }
+    if (attempt > 0) obs_.DecodeRetry();
     decode_.AddInflight(d, 1);
     result = RunOnDecode(c, d);
     decode_.AddInflight(d, -1);
@@ -105,6 +116,12 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
   dreq.set_incarnation(res.incarnation());
   dreq.set_first_token(-1);
   bool local = dec.place == PrefillPlace::kLocal;
+  obs_.PrefillDecision(!local);
+  if (local && !have_p && prefill_.size() > 0 &&
+      DecidePrefill(n, c.cached_tokens, cfg_.router.disagg_threshold_tokens, true).place ==
+          PrefillPlace::kRemote) {
+    obs_.PrefillFallback(metrics::kFallbackNoHealthyPrefill);  // P exists but none is healthy
+  }
   PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens, dc.name,
                local ? "on decode" : "remote", dec.reason);
   if (!local) {
@@ -118,6 +135,8 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
       }
       PD_LOG_WARN("{}: remote prefill failed ({}); prefilling on {}", c.id,
                   first.status().ToString(), dc.name);
+      obs_.PrefillFallback(c.prefill_attempts == 0 ? metrics::kFallbackNoHealthyPrefill
+                                                   : metrics::kFallbackRetriesExhausted);
       local = true;
     }
   }
@@ -134,6 +153,8 @@ StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveRes
     const int p = prefill_.Pick(pick_p_, c.prep.model->name, static_cast<int>(c.prep.ids.size()),
                                 c.prep.chain, tried);
     if (p < 0) break;
+    if (attempt > 0) obs_.PrefillRetry();
+    ++c.prefill_attempts;
     const InstanceConfig& pc = cfg_.prefill[p];
     v1::PrefillRequest pr;
     pr.set_request_id(c.id);

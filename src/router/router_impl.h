@@ -18,6 +18,7 @@
 #include "pdserve.grpc.pb.h"
 #include "router/instance_pool.h"
 #include "router/request_prep.h"
+#include "router/router_metrics.h"
 #include "router/scheduler.h"
 
 namespace pd::router {
@@ -120,9 +121,16 @@ class RouterImpl final : public v1::Inference::Service {
     double ttft_ms = 0;
     int cached_tokens = 0;
     bool client_gone = false;
+    // Metrics (router_metrics.h): first/last token sent, remote prefill attempts, shed.
+    Clock::time_point t_first, t_last;
+    int prefill_attempts = 0;  // P instances asked (0: none was healthy)
+    bool shed = false;         // set when the router's overload shedding rejects the request
   };
 
+  grpc::Status RunGenerate(Call& c);
   void PollLoop(InstancePool* pool, int i, bool is_decode);
+  // Health service status of "pdserve.v1.Inference": SERVING iff a decode instance is healthy.
+  void UpdateHealth();
   Status RunOnDecode(Call& c, int d);
   // Remote prefill with retries; returns the first token or the last error.
   StatusOr<int32_t> RemotePrefill(Call& c, int d, const v1::ReserveResponse& res);
@@ -146,6 +154,7 @@ class RouterImpl final : public v1::Inference::Service {
   std::condition_variable stop_cv_;
   std::atomic<uint64_t> next_id_{1};
   uint64_t id_salt_ = std::random_device{}();
+  RouterObs obs_;  // Prometheus metrics, served on router.metrics_port
 };
 
 }  // namespace pd::router

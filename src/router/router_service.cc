@@ -1,5 +1,7 @@
 #include "router/router_service.h"
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include "common/logging.h"
 #include "router/router_impl.h"
 
@@ -23,6 +25,10 @@ Status RouterImpl::Start() {
   for (const InstanceConfig& p : cfg_.prefill) {
     p_stubs_.push_back(v1::PrefillService::NewStub(MakeChannel(p.Address())));
   }
+  // grpc.health.v1.Health (Kubernetes gRPC probes): "" = the process serves (liveness);
+  // "pdserve.v1.Inference" = at least one decode instance is healthy (readiness), kept current by
+  // the pollers.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
   const std::string addr = cfg_.router.host + ":" + std::to_string(cfg_.router.port);
   int bound = 0;
@@ -31,6 +37,12 @@ Status RouterImpl::Start() {
   b.RegisterService(this);
   server_ = b.BuildAndStart();
   if (!server_ || bound == 0) return Unavailable("cannot listen on " + addr);
+  UpdateHealth();
+  obs_.WatchPools(&decode_, &prefill_);
+  if (Status ms = obs_.Serve(cfg_.router.host, cfg_.router.metrics_port); !ms.ok()) {
+    server_->Shutdown();
+    return ms.WithContext("router.metrics_port");
+  }
   for (size_t i = 0; i < cfg_.decode.size(); ++i) {
     pollers_.emplace_back(&RouterImpl::PollLoop, this, &decode_, static_cast<int>(i), true);
   }
@@ -51,6 +63,7 @@ void RouterImpl::Shutdown() {
   if (server_) server_->Shutdown(SysClock::now() + std::chrono::seconds(2));
   for (std::thread& t : pollers_) t.join();
   pollers_.clear();
+  obs_.StopServing();
 }
 
 void RouterImpl::PollLoop(InstancePool* pool, int i, bool is_decode) {
@@ -72,10 +85,17 @@ void RouterImpl::PollLoop(InstancePool* pool, int i, bool is_decode) {
     } else {
       pool->ReportDown(i, FromGrpc(s).ToString());
     }
+    UpdateHealth();
     std::unique_lock<std::mutex> l(stop_mu_);
     stop_cv_.wait_for(l, std::chrono::milliseconds(cfg_.router.health_interval_ms),
                       [this] { return stop_.load(); });
   }
+}
+
+void RouterImpl::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* h = server_ ? server_->GetHealthCheckService() : nullptr;
+  if (h == nullptr || stop_) return;
+  h->SetServingStatus(v1::Inference::service_full_name(), decode_.num_healthy() > 0);
 }
 
 std::string RouterImpl::NewRequestId() {
@@ -105,8 +125,13 @@ bool RouterImpl::Emit(Call& c, const std::vector<int32_t>& ids, int finish_reaso
   }
   if (last && c.detok) text += c.detok->Finish();
   resp.set_text(text);
-  if (!ids.empty() && c.streamed == 0) {
-    c.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - c.t0).count();
+  if (!ids.empty()) {
+    c.t_last = Clock::now();
+    if (c.streamed == 0) {
+      c.t_first = c.t_last;
+      c.ttft_ms = std::chrono::duration<double, std::milli>(c.t_first - c.t0).count();
+      obs_.FirstToken(c.ttft_ms / 1e3);
+    }
   }
   c.streamed += static_cast<int>(ids.size());
   if (last) {
