@@ -33,6 +33,28 @@ using wire::FrameHeader;
 using wire::FrameType;
 using wire::WireSeg;
 
+namespace {
+
+// An IPv4 literal, or a host name resolved with getaddrinfo (/etc/hosts, DNS: Kubernetes
+// headless-Service names). Names block the caller for the resolver's time.
+Status ResolveIpv4(const std::string& host, in_addr* out) {
+  if (inet_pton(AF_INET, host.c_str(), out) == 1) return OkStatus();
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return Unavailable("cannot resolve '" + host + "' to an IPv4 address: " +
+                       (rc != 0 ? gai_strerror(rc) : "no address"));
+  }
+  *out = reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
+  freeaddrinfo(res);
+  return OkStatus();
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------- setup / teardown
 
 Status TcpTransport::Start(const std::vector<wire::Region>& regions) {
@@ -44,8 +66,8 @@ Status TcpTransport::Start(const std::vector<wire::Region>& regions) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(opt_.listen_port));
-  if (inet_pton(AF_INET, opt_.listen_host.c_str(), &a.sin_addr) != 1) {
-    return InvalidArgument("kvtransfer tcp: listen_host '" + opt_.listen_host + "' is not IPv4");
+  if (Status r = ResolveIpv4(opt_.listen_host, &a.sin_addr); !r.ok()) {
+    return InvalidArgument("kvtransfer tcp: listen_host: " + r.message());
   }
   if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
       listen(listen_fd_, 128) != 0) {
@@ -156,9 +178,11 @@ Status TcpTransport::StartConnect(Peer& p, PeerId id, int path) {
   const size_t colon = hp.rfind(':');
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  if (colon == std::string::npos ||
-      inet_pton(AF_INET, hp.substr(0, colon).c_str(), &a.sin_addr) != 1) {
+  if (colon == std::string::npos) {
     return InvalidArgument("kvtransfer tcp: bad peer address '" + hp + "'");
+  }
+  if (Status r = ResolveIpv4(hp.substr(0, colon), &a.sin_addr); !r.ok()) {
+    return Unavailable("kvtransfer tcp: peer address '" + hp + "': " + r.message());
   }
   a.sin_port = htons(static_cast<uint16_t>(std::atoi(hp.c_str() + colon + 1)));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -119,6 +119,7 @@ class TcpTransport final : public Transport {
   void Cancel(TransferId id, const Status& why) override;
   size_t ConnectedPaths() const override;
   size_t PendingTransfers() const override;
+  std::vector<PathStats> Paths() const override;
   void Stop() override;
 
  private:

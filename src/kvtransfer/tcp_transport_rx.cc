@@ -362,6 +362,19 @@ size_t TcpTransport::PendingTransfers() const {
   return xfers_.size();
 }
 
+std::vector<PathStats> TcpTransport::Paths() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<PathStats> out;
+  for (const auto& [id, p] : peers_) {
+    for (size_t i = 0; i < p.paths.size(); ++i) {
+      const Conn* c = p.paths[i];
+      if (c == nullptr || c->state != ConnState::kReady || !c->cc) continue;
+      out.push_back({p.md.name, static_cast<int>(i), c->cc->cwnd_bytes(), c->cc->srtt_ns()});
+    }
+  }
+  return out;
+}
+
 }  // namespace pd::kvtransfer::tcp
 
 namespace pd::kvtransfer {

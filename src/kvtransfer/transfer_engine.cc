@@ -295,4 +295,8 @@ EngineStats TransferEngine::Stats() const {
   return s;
 }
 
+std::vector<PathStats> TransferEngine::PathSnapshot() const {
+  return impl_->transport ? impl_->transport->Paths() : std::vector<PathStats>{};
+}
+
 }  // namespace pd::kvtransfer

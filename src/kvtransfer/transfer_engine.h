@@ -144,6 +144,14 @@ struct EngineStats {
   uint64_t bytes_received = 0;
 };
 
+// Congestion state of one connected outgoing path (read-only snapshot, for metrics).
+struct PathStats {
+  std::string peer;         // peer agent name
+  int path = 0;             // path index 0 .. num_paths-1
+  double cwnd_bytes = 0;    // congestion window (very large with CcAlgorithm::kNone)
+  int64_t srtt_ns = 0;      // smoothed RTT; 0 before the first sample
+};
+
 class Transport;  // private plugin interface (transport.h)
 
 // Host memory that the "local" transport can map into a peer process on the same host
@@ -197,6 +205,9 @@ class TransferEngine {
   // Notifications received so far (moved out; each is returned once).
   std::vector<Notification> GetNotifications();
   EngineStats Stats() const;
+  // Every connected outgoing path's congestion state (tcp; empty for transports without
+  // host-side congestion control).
+  std::vector<PathStats> PathSnapshot() const;
 
  private:
   struct Impl;

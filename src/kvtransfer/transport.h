@@ -87,6 +87,8 @@ class Transport {
   virtual void Cancel(TransferId id, const Status& why) = 0;
   virtual size_t ConnectedPaths() const = 0;
   virtual size_t PendingTransfers() const = 0;
+  // Congestion state of the connected outgoing paths (metrics); none by default.
+  virtual std::vector<PathStats> Paths() const { return {}; }
   // Fails everything pending and joins threads.
   virtual void Stop() = 0;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "serving/daemon_metrics.h"
 
 namespace pd::prefill {
 
@@ -88,6 +89,7 @@ Status PrefillServiceImpl::Finish(const std::string& id, int32_t first_token,
   }
   for (kvtransfer::TransferId t : posted) {
     const kvtransfer::TransferResult r = d_->transfer->Wait(t, Left(until));
+    serving::ObserveTransfer(d_, r, /*timed_out=*/false);
     if (err.ok() && r.state == kvtransfer::TransferState::kInProgress) {
       err = DeadlineExceeded("KV write to " + x->target.decode_name() + " did not complete");
     } else if (err.ok() && r.state == kvtransfer::TransferState::kError) {

@@ -11,10 +11,19 @@
 #include <random>
 #include <thread>
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include "common/logging.h"
+#include "pdserve.grpc.pb.h"
+#include "serving/daemon_metrics.h"
 #include "serving/fake_runner.h"
 
 namespace pd::serving {
+
+Daemon::~Daemon() {
+  if (metrics && metrics->server) metrics->server->Stop();
+  if (engine) engine->Stop();
+}
 
 namespace {
 void Mix(uint64_t* h, uint64_t v) {
@@ -256,7 +265,10 @@ StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRol
   if (!model.ok()) return model.status().WithContext(d->inst.name + ".model");
   StatusOr<std::unique_ptr<ModelRunner>> runner = MakeRunner(*f, d->inst, *model);
   if (!runner.ok()) return runner.status().WithContext(d->inst.name + " runner");
-  return MakeDaemon(d->inst, std::move(*runner));
+  StatusOr<std::unique_ptr<Daemon>> made = MakeDaemon(d->inst, std::move(*runner));
+  if (!made.ok()) return made;
+  PD_RETURN_IF_ERROR(StartDaemonMetrics(made->get()));
+  return made;
 }
 
 StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
@@ -279,6 +291,9 @@ StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
 
 int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>& services) {
   InstallTerminationHandler();
+  // grpc.health.v1.Health for Kubernetes gRPC probes: "" and the role's service are SERVING
+  // while the server runs (the model is loaded before this point); Shutdown flips them.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder b;
   b.AddListeningPort(inst.Address(), grpc::InsecureServerCredentials());
   b.SetMaxReceiveMessageSize(256 << 20);
@@ -287,6 +302,12 @@ int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>&
   if (!server) {
     PD_LOG_ERROR("{}: cannot listen on {}", inst.name, inst.Address());
     return 1;
+  }
+  if (grpc::HealthCheckServiceInterface* h = server->GetHealthCheckService()) {
+    h->SetServingStatus(inst.role == InstanceRole::kDecode
+                            ? ::pdserve::v1::DecodeService::service_full_name()
+                            : ::pdserve::v1::PrefillService::service_full_name(),
+                        true);
   }
   PD_LOG_INFO("{}: serving on {}", inst.name, inst.Address());
   std::thread sig([&] {

@@ -19,8 +19,14 @@
 
 namespace pd::serving {
 
+struct DaemonMetrics;  // daemon_metrics.h
+
 // Everything a daemon owns, in construction order.
 struct Daemon {
+  // Stops the metrics server and the engine first (a scrape reads the engine and the transfer
+  // engine; the engine's observer writes the metrics), then destroys the members in reverse.
+  ~Daemon();
+
   InstanceConfig inst;
   std::unique_ptr<ModelRunner> runner;
   std::unique_ptr<Engine> engine;
@@ -32,6 +38,8 @@ struct Daemon {
   // in place of GPU memory: prefill copies each layer's blocks GPU -> mirror before posting,
   // decode copies arrived blocks mirror -> GPU before admitting. nullptr for host arenas.
   void* kv_mirror = nullptr;
+  // Prometheus metrics (daemon_metrics.h); set by SetupDaemon, nullptr for MakeDaemon alone.
+  std::shared_ptr<DaemonMetrics> metrics;
 };
 
 // Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).

@@ -233,6 +233,7 @@ bool Engine::Step() {
   }
   ForwardResult r;
   Status st = runner_->Forward(b.fb, &r);
+  if (observer_.on_forward) observer_.on_forward(static_cast<int>(b.fb.token_ids.size()));
   std::lock_guard<std::mutex> l(mu_);
   ++steps_;
   if (!st.ok()) {
@@ -442,6 +443,7 @@ void Engine::Finish(Seq* s, pd::serving::Finish f, Status st) {
   o.completion_tokens = s->generated;
   o.preemptions = s->preemptions;
   o.step = steps_;
+  if (observer_.on_finish) observer_.on_finish(f, o.status);
   s->out->Push(std::move(o));
   if (s->req.lease != 0 && s->first_admission) {
     auto it = leases_.find(s->req.id);

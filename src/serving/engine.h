@@ -103,6 +103,13 @@ struct ChunkInfo {
 };
 using LayerHook = std::function<void(const std::vector<ChunkInfo>& chunks, int layer)>;
 
+// Metrics hooks (daemon_metrics.h). Set before Start(); called on the engine thread (on_finish
+// under the engine lock), so they must be cheap and must not call back into the engine.
+struct EngineObserver {
+  std::function<void(int tokens)> on_forward;  // tokens in each Forward (prefill + decode)
+  std::function<void(Finish f, const Status& st)> on_finish;  // every sequence's final output
+};
+
 struct EngineStats {
   int waiting = 0;
   int running = 0;
@@ -125,6 +132,8 @@ class Engine {
   void Stop();
   // Must be set before Start().
   void set_layer_hook(LayerHook hook) { layer_hook_ = std::move(hook); }
+  // Must be set before Start().
+  void set_observer(EngineObserver o) { observer_ = std::move(o); }
 
   // Checks the request (INVALID_ARGUMENT: empty prompt, ids outside the vocab, max_tokens <= 0,
   // prompt + max_tokens beyond max_model_len; ALREADY_EXISTS: id live; NOT_FOUND: lease not held
@@ -172,6 +181,7 @@ class Engine {
   int block_size_;
   int max_model_len_;
   LayerHook layer_hook_;
+  EngineObserver observer_;
 
   std::mutex mu_;
   std::condition_variable work_cv_;
