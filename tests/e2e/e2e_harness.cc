@@ -143,20 +143,30 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     << "\n  health_interval_ms: 200\n  health_timeout_ms: 500\n  prefill_retries: "
     << spec.prefill_retries << "\n  max_tokens_limit: 512\n"
     << spec.extra_router;
+  // "" or ", metrics_port: N" for an instance entry (and the router's own line).
+  auto metrics = [&](const std::string& name) -> std::string {
+    if (!spec.metrics) return "";
+    d->metrics_ports_[name] = FreePort();
+    return ", metrics_port: " + std::to_string(d->metrics_ports_[name]);
+  };
+  if (spec.metrics) {
+    d->metrics_ports_["router"] = FreePort();
+    y << "  metrics_port: " << d->metrics_ports_["router"] << "\n";
+  }
   y << "prefill:\n";
   if (spec.num_prefill == 0) y << "  []\n";
   for (int i = 0; i < spec.num_prefill; ++i) {
     const int port = FreePort();
     const std::string name = "prefill-" + std::to_string(i);
     d->addrs_[name] = "127.0.0.1:" + std::to_string(port);
-    y << "  - {name: " << name << ", port: " << port << "}\n";
+    y << "  - {name: " << name << ", port: " << port << metrics(name) << "}\n";
   }
   y << "decode:\n";
   for (int i = 0; i < spec.num_decode; ++i) {
     const int port = FreePort();
     const std::string name = "decode-" + std::to_string(i);
     d->addrs_[name] = "127.0.0.1:" + std::to_string(port);
-    y << "  - {name: " << name << ", port: " << port << "}\n";
+    y << "  - {name: " << name << ", port: " << port << metrics(name) << "}\n";
   }
   std::ofstream(d->yaml_path_) << y.str();
 
@@ -183,6 +193,11 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
   d->up_stdout_ = p[0];
   PD_RETURN_IF_ERROR(d->WaitReady(timeout_s));
   return d;
+}
+
+int Deployment::metrics_port(const std::string& name) const {
+  auto it = metrics_ports_.find(name);
+  return it == metrics_ports_.end() ? 0 : it->second;
 }
 
 Status Deployment::WaitReady(int timeout_s) {

@@ -38,6 +38,7 @@ struct DeploySpec {
   std::string bin_dir;       // pd-up --bin-dir ("" = next to pd-up)
   std::string model_dir;     // "" = TinyModelDir()
   bool restart = false;      // pd-up --restart (dead daemons are started again)
+  bool metrics = false;      // give the router and every instance a free metrics_port
 };
 
 // A deployment started with pd-up from a generated YAML (fresh ports). Stops it on destruction.
@@ -54,6 +55,8 @@ class Deployment {
   pid_t pid(const std::string& name) const;
   // SIGKILLs one daemon (pd-up reports it and keeps the others running).
   void Kill(const std::string& name);
+  // The metrics_port of "router" or an instance (DeploySpec::metrics); 0 if none.
+  int metrics_port(const std::string& name) const;
   // Names of prefill / decode instances.
   std::vector<std::string> prefill_names() const;
   std::vector<std::string> decode_names() const;
@@ -67,6 +70,7 @@ class Deployment {
   int up_stdout_ = -1;
   std::map<std::string, pid_t> pids_;
   std::map<std::string, std::string> addrs_;
+  std::map<std::string, int> metrics_ports_;
   int num_prefill_ = 0, num_decode_ = 0;
 };
 
