@@ -50,7 +50,8 @@ class RouterObs {
   void FirstToken(double ttft_seconds) { ttft_->Observe(ttft_seconds); }
   void PrefillDecision(bool disaggregated) { (disaggregated ? disagg_ : local_)->Inc(); }
   void PrefillRetry() { prefill_retries_->Inc(); }
-  void PrefillFallback(const char* reason);  // kFallbackRetriesExhausted | kFallbackNoHealthyPrefill
+  // reason: metrics::kFallbackRetriesExhausted | metrics::kFallbackNoHealthyPrefill.
+  void PrefillFallback(const char* reason);
   void DecodeRetry() { decode_retries_->Inc(); }
 
   metrics::Gauge* inflight() { return inflight_; }

@@ -118,6 +118,31 @@ TEST(DeployConfig, PrefillNeedsADecodeOfItsModelAndBlockSizesAgree) {
             "decode[1].kv.block_size: 32 differs from decode-0's 16 (same model must agree)");
 }
 
+TEST(DeployConfig, MetricsPorts) {
+  auto c = ParseDeployConfig(kBase);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->router.metrics_port, 0);  // default: /metrics not served
+  EXPECT_EQ(c->prefill[0].metrics_port, 0);
+  std::string y = kBase;
+  y.replace(y.find("  disagg_threshold_tokens"), 0, "  metrics_port: 9400\n");
+  y.replace(y.find("replicas: 2,"), 12, "replicas: 2, metrics_port: 9410,");
+  c = ParseDeployConfig(y);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->router.metrics_port, 9400);
+  EXPECT_EQ(c->prefill[0].metrics_port, 9410);
+  EXPECT_EQ(c->prefill[1].metrics_port, 9411);  // stepped per replica like `port`
+  std::string clash = y;
+  clash.replace(clash.find("lease_ms: 777"), 13, "lease_ms: 777, metrics_port: 9411");
+  EXPECT_EQ(ErrorOf(clash),
+            "decode[0].metrics_port: 9411 is already used by prefill[1].metrics_port");
+  clash = y;
+  clash.replace(clash.find("lease_ms: 777"), 13, "lease_ms: 777, metrics_port: 9200");
+  EXPECT_EQ(ErrorOf(clash), "decode[0].metrics_port: 9200 is already used by decode[0].port");
+  clash = y;
+  clash.replace(clash.find("metrics_port: 9400"), 18, "metrics_port: 70000");
+  EXPECT_EQ(ErrorOf(clash), "router.metrics_port: 70000 is not a valid port");
+}
+
 TEST(DeployConfig, LoadsFileAndShippedConfigs) {
   auto missing = LoadDeployConfig("/nonexistent/x.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);

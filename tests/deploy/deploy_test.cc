@@ -97,6 +97,16 @@ void CheckPodWiring(const YAML::Node& w, const std::string& cm_name, int grpc_po
   }
 }
 
+// The pod's `metrics` port is the config's metrics_port and the Prometheus scrape annotation
+// names it (the daemons serve /metrics there).
+void CheckMetricsPort(const YAML::Node& w, int metrics_port) {
+  EXPECT_GT(metrics_port, 0) << w["metadata"]["name"] << ": metrics_port not set in the config";
+  EXPECT_EQ(NamedPort(PdContainer(w), "metrics"), metrics_port) << w["metadata"]["name"];
+  const YAML::Node a = w["spec"]["template"]["metadata"]["annotations"];
+  ASSERT_TRUE(a && a["prometheus.io/port"]) << w["metadata"]["name"];
+  EXPECT_EQ(a["prometheus.io/port"].as<int>(), metrics_port) << w["metadata"]["name"];
+}
+
 // One StatefulSet + headless Service per role; instance i = pod <role>-i.
 void CheckRole(const Rendered& r, const std::string& role,
                const std::vector<InstanceConfig>& insts, const std::string& cm_name) {
@@ -116,6 +126,7 @@ void CheckRole(const Rendered& r, const std::string& role,
     EXPECT_EQ(insts[i].host, pod + "." + role + "." + ns + ".svc.cluster.local");
     EXPECT_EQ(insts[i].port, grpc) << pod;
     EXPECT_EQ(insts[i].transport.port, kv) << pod;
+    CheckMetricsPort(*sts, insts[i].metrics_port);
   }
   CheckPodWiring(*sts, cm_name, grpc);
   bool passes_pod_name = false;
@@ -151,6 +162,12 @@ TEST_P(Overlay, BuildsAndMatchesItsConfig) {
   ASSERT_TRUE(router && r.Find("Service", "router"));
   EXPECT_EQ(NamedPort(PdContainer(*router), "grpc"), cfg->router.port);
   CheckPodWiring(*router, cm_name, cfg->router.port);
+  CheckMetricsPort(*router, cfg->router.metrics_port);
+  // Readiness asks the health service for the Inference service (a decode instance is healthy);
+  // liveness for the server as a whole ("").
+  const YAML::Node rc = PdContainer(*router);
+  EXPECT_EQ(rc["readinessProbe"]["grpc"]["service"].as<std::string>(""), "pdserve.v1.Inference");
+  EXPECT_EQ(rc["livenessProbe"]["grpc"]["service"].as<std::string>(""), "");
 
   const bool gpu = e.backend == Backend::kCuda;
   const bool rdma = std::string(e.transport) == "rdma";

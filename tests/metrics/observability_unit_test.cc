@@ -3,11 +3,15 @@
 //    getaddrinfo), moves bytes exactly, and PathSnapshot() reports each connected path's
 //    congestion window and smoothed RTT for the peer;
 //  - an unresolvable peer name fails the transfer (UNAVAILABLE naming the address), not a hang;
-//  - the hand-encoded grpc.health.v1 messages match the protobuf wire format.
+//  - the hand-encoded grpc.health.v1 messages match the protobuf wire format;
+//  - every metric name defined in common/pd_metrics.h is documented in docs/metrics.md.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <regex>
+#include <sstream>
 
 #include "health_check.h"
 #include "kvtransfer/transfer_engine.h"
@@ -83,6 +87,29 @@ TEST(HealthWireTest, RequestAndResponseEncoding) {
   EXPECT_EQ(*health::DecodeCheckResponse(std::string("\x08\x02")),
             health::ServingStatus::kNotServing);
   EXPECT_FALSE(health::DecodeCheckResponse(std::string("\x10\x01")).ok());
+}
+
+std::string ReadRepoFile(const std::string& rel) {
+  std::ifstream f(std::string(PD_TEST_DATA_DIR) + "/../../" + rel);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(MetricsDocTest, EveryStandardNameIsDocumented) {
+  const std::string header = ReadRepoFile("src/common/pd_metrics.h");
+  const std::string doc = ReadRepoFile("docs/metrics.md");
+  ASSERT_FALSE(header.empty());
+  ASSERT_FALSE(doc.empty());
+  const std::regex name_re("\"(pd_[a-z0-9_]+)\"");
+  int n = 0;
+  for (auto it = std::sregex_iterator(header.begin(), header.end(), name_re);
+       it != std::sregex_iterator(); ++it, ++n) {
+    const std::string name = (*it)[1];
+    EXPECT_NE(doc.find("| `" + name + "` |"), std::string::npos)
+        << name << " has no row in the docs/metrics.md reference tables";
+  }
+  EXPECT_GE(n, 22);
 }
 
 }  // namespace
