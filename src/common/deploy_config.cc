@@ -57,6 +57,25 @@ class MapReader {
     }
   }
 
+  // A list of strings; errors never echo the values (they may be secrets).
+  void StringList(const char* key, std::vector<std::string>* out) {
+    const YAML::Node n = Take(key);
+    if (!n || !status_.ok() || n.IsNull()) return;
+    if (!n.IsSequence()) {
+      status_ = InvalidArgument(Where(key) + "expected a list of strings");
+      return;
+    }
+    out->clear();
+    for (size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar()) {
+        status_ = InvalidArgument(Where(key) + "entry " + std::to_string(i) +
+                                  " is not a string");
+        return;
+      }
+      out->push_back(n[i].Scalar());
+    }
+  }
+
   // Calls fn(child node, child path) for a nested map.
   void Sub(const char* key,
            const std::function<Status(const YAML::Node&, const std::string&)>& fn) {
@@ -121,6 +140,7 @@ Status ParseTransport(const YAML::Node& n, const std::string& path, TransportCon
   r.Field("port", &t->port);
   r.Field("paths", &t->paths);
   r.Field("chunk_bytes", &t->chunk_bytes);
+  r.StringList("advertise", &t->advertise);
   return r.Finish();
 }
 
@@ -129,6 +149,15 @@ Status ParseTimeouts(const YAML::Node& n, const std::string& path, TimeoutConfig
   r.Field("rpc_ms", &t->rpc_ms);
   r.Field("prefill_ms", &t->prefill_ms);
   r.Field("transfer_ms", &t->transfer_ms);
+  return r.Finish();
+}
+
+Status ParseTls(const YAML::Node& n, const std::string& path, TlsConfig* t) {
+  MapReader r(n, path);
+  r.Field("ca", &t->ca);
+  r.Field("cert", &t->cert);
+  r.Field("key", &t->key);
+  r.Field("server_name", &t->server_name);
   return r.Finish();
 }
 
@@ -155,12 +184,15 @@ Status ParseInstance(const YAML::Node& n, const std::string& path, InstanceConfi
   r.Field("prefill_chunk_tokens", &c->prefill_chunk_tokens);
   r.Field("max_model_len", &c->max_model_len);
   r.Field("lease_ms", &c->lease_ms);
+  r.Field("lease_fence_ms", &c->lease_fence_ms);
+  r.Field("max_queue", &c->max_queue);
   r.Sub("transport", [c](const YAML::Node& x, const std::string& p) {
     return ParseTransport(x, p, &c->transport);
   });
   r.Sub("timeouts", [c](const YAML::Node& x, const std::string& p) {
     return ParseTimeouts(x, p, &c->timeouts);
   });
+  r.Sub("tls", [c](const YAML::Node& x, const std::string& p) { return ParseTls(x, p, &c->tls); });
   r.Field("log_level", &c->log_level);
   return r.Finish();
 }
@@ -189,7 +221,15 @@ Status ParseRouter(const YAML::Node& n, const std::string& path, RouterConfig* c
   r.Field("max_tokens_limit", &c->max_tokens_limit);
   r.Field("request_timeout_ms", &c->request_timeout_ms);
   r.Field("prefix_history_blocks", &c->prefix_history_blocks);
+  r.Field("max_inflight_requests", &c->max_inflight_requests);
+  r.Field("retry_after_ms", &c->retry_after_ms);
+  r.Field("decode_idle_timeout_ms", &c->decode_idle_timeout_ms);
   r.Field("log_level", &c->log_level);
+  r.StringList("api_keys", &c->api_keys);
+  r.Field("api_key_file", &c->api_key_file);
+  r.Sub("internal_tls", [c](const YAML::Node& x, const std::string& p) {
+    return ParseTls(x, p, &c->internal_tls);
+  });
   return r.Finish();
 }
 
@@ -273,6 +313,16 @@ Status CheckRange(const std::string& field, T v, T lo, T hi) {
   return Bad(field, os.str());
 }
 
+Status ValidateTls(const std::string& p, const TlsConfig& t) {
+  if (!t.enabled()) return OkStatus();
+  for (const auto& [name, v] : {std::pair<const char*, const std::string*>{"ca", &t.ca},
+                                {"cert", &t.cert},
+                                {"key", &t.key}}) {
+    if (v->empty()) return Bad(p + "." + name, "is required when any of ca/cert/key is set");
+  }
+  return OkStatus();
+}
+
 bool ValidLogLevel(const std::string& l) {
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   return kLevels.count(l) > 0;
@@ -309,6 +359,8 @@ Status ValidateInstance(const std::string& p, const InstanceConfig& c) {
   PD_RETURN_IF_ERROR(CheckRange(p + ".prefill_chunk_tokens", c.prefill_chunk_tokens, 1, 1 << 24));
   PD_RETURN_IF_ERROR(CheckRange(p + ".max_model_len", c.max_model_len, 0, 1 << 24));
   PD_RETURN_IF_ERROR(CheckRange(p + ".lease_ms", c.lease_ms, 1, 3600 * 1000));
+  PD_RETURN_IF_ERROR(CheckRange(p + ".lease_fence_ms", c.lease_fence_ms, 0, 3600 * 1000));
+  PD_RETURN_IF_ERROR(CheckRange(p + ".max_queue", c.max_queue, 0, 1 << 24));
   static const std::set<std::string> kKinds = {"tcp", "rdma", "local"};
   if (!kKinds.count(c.transport.kind)) {
     return Bad(p + ".transport.kind", "'" + c.transport.kind + "' is not tcp | rdma | local");
@@ -322,6 +374,7 @@ Status ValidateInstance(const std::string& p, const InstanceConfig& c) {
   PD_RETURN_IF_ERROR(CheckRange(p + ".timeouts.prefill_ms", c.timeouts.prefill_ms, 1, 3600 * 1000));
   PD_RETURN_IF_ERROR(
       CheckRange(p + ".timeouts.transfer_ms", c.timeouts.transfer_ms, 1, 3600 * 1000));
+  PD_RETURN_IF_ERROR(ValidateTls(p + ".tls", c.tls));
   if (!ValidLogLevel(c.log_level)) {
     return Bad(p + ".log_level", "'" + c.log_level + "' is not trace|debug|info|warn|error|off");
   }
@@ -345,11 +398,21 @@ Status ValidateRouter(const RouterConfig& r) {
   PD_RETURN_IF_ERROR(CheckRange("router.max_tokens_limit", r.max_tokens_limit, 1, 1 << 24));
   PD_RETURN_IF_ERROR(CheckRange("router.request_timeout_ms", r.request_timeout_ms, 0, 86400000));
   PD_RETURN_IF_ERROR(
+      CheckRange("router.max_inflight_requests", r.max_inflight_requests, 0, 1 << 24));
+  PD_RETURN_IF_ERROR(CheckRange("router.retry_after_ms", r.retry_after_ms, 0, 3600000));
+  PD_RETURN_IF_ERROR(
+      CheckRange("router.decode_idle_timeout_ms", r.decode_idle_timeout_ms, 0, 86400000));
+  PD_RETURN_IF_ERROR(
       CheckRange("router.prefix_history_blocks", r.prefix_history_blocks, 0, 1 << 26));
   if (!ValidLogLevel(r.log_level)) {
     return Bad("router.log_level", "'" + r.log_level + "' is not trace|debug|info|warn|error|off");
   }
-  return OkStatus();
+  for (size_t i = 0; i < r.api_keys.size(); ++i) {  // contents are checked by ApiKeySet::Load
+    if (r.api_keys[i].empty()) {
+      return Bad("router.api_keys[" + std::to_string(i) + "]", "must not be empty");
+    }
+  }
+  return ValidateTls("router.internal_tls", r.internal_tls);
 }
 
 struct Endpoint {
@@ -385,6 +448,10 @@ Status DeployConfig::Validate() const {
                        c.transport.port});
       }
       if (c.metrics_port != 0) eps.push_back({p + ".metrics_port", c.host, c.metrics_port});
+      if (c.tls.enabled() && !router.internal_tls.enabled()) {
+        return Bad("router.internal_tls", p + " requires TLS client certificates (" + p +
+                                              ".tls); set router.internal_tls {ca, cert, key}");
+      }
     }
   }
   for (size_t i = 0; i < eps.size(); ++i) {

@@ -54,6 +54,9 @@ struct TransportConfig {
                                   // peers through the control plane)
   int paths = 2;                  // parallel connections per peer; chunks are sprayed over them
   int64_t chunk_bytes = 1 << 20;  // transfer chunk size in bytes
+  // Hosts advertised to peers instead of `host` (path i connects to advertise[i % n], same
+  // port). E.g. a proxy or a second NIC; the chaos tests put a fault-injecting proxy here.
+  std::vector<std::string> advertise;
 };
 
 // Deadlines of one daemon (every wait has one).
@@ -61,6 +64,17 @@ struct TimeoutConfig {
   int rpc_ms = 5000;        // control RPCs to peers (Reserve, Cancel, Stats, ...)
   int prefill_ms = 60000;   // one remote prefill including its KV transfer
   int transfer_ms = 30000;  // one posted transfer until its completion notification
+};
+
+// Mutual TLS of internal gRPC (router -> daemons). Off (plaintext) unless `ca`, `cert` and `key`
+// are all set; a partial set is a config error. scripts/gen-test-ca.sh makes a test CA.
+struct TlsConfig {
+  std::string ca;           // PEM CA bundle the peer's certificate must chain to
+  std::string cert;         // PEM certificate chain this process presents
+  std::string key;          // PEM private key of `cert` (never logged)
+  std::string server_name;  // client side: name the server's certificate must carry;
+                            // "" = the host of the address dialled
+  bool enabled() const { return !ca.empty() || !cert.empty() || !key.empty(); }
 };
 
 // One prefill or decode daemon.
@@ -88,7 +102,15 @@ struct InstanceConfig {
   int max_model_len = 0;           // max prompt + output tokens; 0 = model's max positions
   int lease_ms = 10000;  // decode: reserved blocks are freed if the prefill does not commit
                          // within this time
+  int lease_fence_ms = 0;  // decode: a lease that ends uncommitted (cancel, expiry, failed
+                           // prefill) keeps its blocks out of the pool this long, or until its
+                           // prefill's final KvReadyNotice, so a late write can never land in a
+                           // reused block. 0 = timeouts.prefill_ms + timeouts.transfer_ms + 1000
+  int max_queue = 256;   // queued requests (decode: waiting + reserved; prefill: in flight)
+                         // beyond which new work is refused with RESOURCE_EXHAUSTED; 0 = none
   TimeoutConfig timeouts;
+  TlsConfig tls;  // gRPC server: require and verify client certificates (mTLS); set it in
+                  // `defaults` for every instance. The router then needs router.internal_tls
   std::string log_level = "info";  // trace | debug | info | warn | error | off
 
   // "host:port" for gRPC clients.
@@ -118,7 +140,18 @@ struct RouterConfig {
   int max_tokens_limit = 4096;        // requests with max_tokens above this -> INVALID_ARGUMENT
   int request_timeout_ms = 0;         // whole-request deadline; 0 = none (client deadline applies)
   int prefix_history_blocks = 65536;  // per-instance record of recently routed block hashes
+  int max_inflight_requests = 512;    // Generate calls in progress beyond which new ones are shed
+                                      // with RESOURCE_EXHAUSTED (+ trailing `retry-after-ms`);
+                                      // 0 = no limit
+  int retry_after_ms = 1000;          // the retry hint sent with RESOURCE_EXHAUSTED
+  int decode_idle_timeout_ms = 30000; // a decode stream silent this long fails the request
+                                      // (DEADLINE_EXCEEDED; the instance is marked down); 0 = off
   std::string log_level = "info";
+  // Public API keys (common/api_keys.h): clients send `authorization: Bearer <key>` on every
+  // Inference RPC but Health (and on the HTTP API). Both empty = no access control.
+  std::vector<std::string> api_keys;  // inline keys (prefer api_key_file: configs get shared)
+  std::string api_key_file;           // one key per line, '#' comments
+  TlsConfig internal_tls;  // client certificate for the router's calls to daemons with `tls`
 };
 
 struct DeployConfig {

@@ -7,16 +7,51 @@ namespace pd::router {
 
 grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,
                                   grpc::ServerWriter<v1::GenerateResponse>* w) {
+  if (grpc::Status a = Authorize(ctx); !a.ok()) return a;  // before any metric or work
   Call c;
   c.ctx = ctx;
   c.req = req;
   c.w = w;
   c.t0 = Clock::now();
+  // Admission: a bounded number of requests in flight; the rest are shed at once (no queue).
+  const int limit = cfg_.router.max_inflight_requests;
+  const int n = admitted_.fetch_add(1) + 1;
+  if (limit > 0 && n > limit) {
+    admitted_.fetch_sub(1);
+    c.shed = true;
+    const grpc::Status s = Overloaded(ctx, "router overloaded: " + std::to_string(n - 1) +
+                                               " requests in flight (router.max_inflight_requests " +
+                                               std::to_string(limit) + ")");
+    obs_.RequestFinished(FromGrpc(s), true, c.t0, c.t_first, c.t_last, 0);
+    return s;
+  }
   obs_.inflight()->Inc();
-  const grpc::Status s = RunGenerate(c);
+  grpc::Status s = RunGenerate(c);
   obs_.inflight()->Dec();
+  admitted_.fetch_sub(1);
+  if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && c.streamed == 0) {
+    c.shed = true;  // every decode instance refused it (queue or KV pool full)
+    s = Overloaded(ctx, s.error_message());
+  }
   obs_.RequestFinished(FromGrpc(s), c.shed, c.t0, c.t_first, c.t_last, c.streamed);
   return s;
+}
+
+grpc::Status RouterImpl::Overloaded(grpc::ServerContext* ctx, const std::string& why) {
+  const int after = cfg_.router.retry_after_ms;
+  ctx->AddTrailingMetadata("retry-after-ms", std::to_string(after));
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      why + "; retry after " + std::to_string(after) + " ms");
+}
+
+void RouterImpl::WatchIdle(Call& c) {
+  const int idle_ms = cfg_.router.decode_idle_timeout_ms;
+  std::lock_guard<std::mutex> l(c.stream_mu);
+  if (idle_ms <= 0 || c.stream_ctx == nullptr) return;
+  const auto idle = Clock::now() - Clock::time_point(Clock::duration(c.stream_progress.load()));
+  if (idle < std::chrono::milliseconds(idle_ms)) return;
+  c.stream_idle = true;
+  c.stream_ctx->TryCancel();
 }
 
 grpc::Status RouterImpl::RunGenerate(Call& c) {
@@ -48,6 +83,7 @@ grpc::Status RouterImpl::RunGenerate(Call& c) {
         c.calls.CancelAll();
         return;
       }
+      WatchIdle(c);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
@@ -81,25 +117,29 @@ grpc::Status RouterImpl::RunGenerate(Call& c) {
   return ToGrpc(result);
 }
 
-Status RouterImpl::RunOnDecode(Call& c, int d) {
+StatusOr<v1::ReserveResponse> RouterImpl::ReserveOn(Call& c, int d) {
   const InstanceConfig& dc = cfg_.decode[d];
   v1::ReserveRequest rr;
   rr.set_request_id(c.id);
   for (int32_t t : c.prep.ids) rr.add_prompt_ids(t);
   rr.set_max_tokens(c.prep.max_tokens);
   v1::ReserveResponse res;
-  {
-    grpc::ClientContext rctx;
-    SetDeadline(&rctx, c, dc.timeouts.rpc_ms);
-    c.calls.Add(&rctx);
-    const grpc::Status s = d_stubs_[d]->Reserve(&rctx, rr, &res);
-    c.calls.Remove(&rctx);
-    if (!s.ok()) {
-      const Status st = FromGrpc(s);
-      if (InstanceFailure(st) && !c.calls.cancelled()) decode_.ReportDown(d, st.ToString());
-      return st.code() == StatusCode::kInvalidArgument ? st : st.WithContext(dc.name + " reserve");
-    }
-  }
+  grpc::ClientContext rctx;
+  SetDeadline(&rctx, c, dc.timeouts.rpc_ms);
+  c.calls.Add(&rctx);
+  const grpc::Status s = d_stubs_[d]->Reserve(&rctx, rr, &res);
+  c.calls.Remove(&rctx);
+  if (s.ok()) return res;
+  const Status st = FromGrpc(s);
+  if (InstanceFailure(st) && !c.calls.cancelled()) decode_.ReportDown(d, st.ToString());
+  return st.code() == StatusCode::kInvalidArgument ? st : st.WithContext(dc.name + " reserve");
+}
+
+Status RouterImpl::RunOnDecode(Call& c, int d) {
+  const InstanceConfig& dc = cfg_.decode[d];
+  StatusOr<v1::ReserveResponse> reserved = ReserveOn(c, d);
+  if (!reserved.ok()) return reserved.status();
+  v1::ReserveResponse res = std::move(reserved).value();
   c.cached_tokens = res.cached_tokens();
   const int n = static_cast<int>(c.prep.ids.size());
   const bool have_p = !prefill_.Candidates(c.prep.model->name, {}).empty();
@@ -125,14 +165,20 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
   PD_LOG_DEBUG("{}: {} tokens, {} cached on {}; prefill {} ({})", c.id, n, c.cached_tokens, dc.name,
                local ? "on decode" : "remote", dec.reason);
   if (!local) {
-    StatusOr<int32_t> first = RemotePrefill(c, d, res);
-    if (first.ok()) dreq.set_first_token(*first);
+    StatusOr<int32_t> first = RemotePrefill(c, d, &res);
+    if (first.ok()) {
+      dreq.set_first_token(*first);
+      dreq.set_lease_id(res.lease_id());  // a retry reserved a new lease
+    }
     if (!first.ok()) {
+      // End the lease now rather than at its expiry. D fences its blocks until the failed P's
+      // final notice (or the fence time): a late write of that P can never reach reused blocks.
+      CancelOn(d, -1, c.id);
       if (c.calls.cancelled() || !cfg_.router.fallback_to_decode ||
           first.status().code() == StatusCode::kInvalidArgument) {
-        CancelOn(d, -1, c.id);  // free the lease now rather than at its expiry
         return first.status();
       }
+      dreq.set_lease_id(0);  // D prefills into fresh blocks, never into the fenced lease
       PD_LOG_WARN("{}: remote prefill failed ({}); prefilling on {}", c.id,
                   first.status().ToString(), dc.name);
       obs_.PrefillFallback(c.prefill_attempts == 0 ? metrics::kFallbackNoHealthyPrefill
@@ -145,7 +191,7 @@ Status RouterImpl::RunOnDecode(Call& c, int d) {
   return StreamDecode(c, d, dreq);
 }
 
-StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveResponse& res) {
+StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, v1::ReserveResponse* reserved) {
   std::vector<int> tried;
   Status last =
       Unavailable("no healthy prefill instance serves model '" + c.prep.model->name + "'");
@@ -153,7 +199,18 @@ StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveRes
     const int p = prefill_.Pick(pick_p_, c.prep.model->name, static_cast<int>(c.prep.ids.size()),
                                 c.prep.chain, tried);
     if (p < 0) break;
-    if (attempt > 0) obs_.PrefillRetry();
+    if (attempt > 0) {
+      // Each attempt writes into its own lease: the failed P may still be writing into the
+      // previous one (stalled, cut off), so that one is ended (fenced on D) and a new one taken.
+      CancelOn(d, -1, c.id);
+      StatusOr<v1::ReserveResponse> again = ReserveOn(c, d);
+      if (!again.ok()) return again.status();
+      *reserved = std::move(again).value();
+      obs_.PrefillRetry();
+      PD_LOG_INFO("{}: retrying the prefill on {} with lease {}", c.id, cfg_.prefill[p].name,
+                  reserved->lease_id());
+    }
+    const v1::ReserveResponse& res = *reserved;
     ++c.prefill_attempts;
     const InstanceConfig& pc = cfg_.prefill[p];
     v1::PrefillRequest pr;
@@ -183,7 +240,7 @@ StatusOr<int32_t> RouterImpl::RemotePrefill(Call& c, int d, const v1::ReserveRes
     if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return FromGrpc(s);
     if (InstanceFailure(FromGrpc(s))) prefill_.ReportDown(p, last.message());
     CancelOn(-1, p, c.id);  // a timed-out P must stop writing into D's blocks
-    PD_LOG_WARN("{}: {}", c.id, last.ToString());
+    PD_LOG_WARN("{}: prefill attempt {} failed: {}", c.id, attempt + 1, last.ToString());
     tried.push_back(p);
   }
   return last;
@@ -193,10 +250,17 @@ Status RouterImpl::StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq) {
   grpc::ClientContext dctx;
   SetDeadline(&dctx, c, 0);
   c.calls.Add(&dctx);
+  {
+    std::lock_guard<std::mutex> l(c.stream_mu);
+    c.stream_ctx = &dctx;
+    c.stream_idle = false;
+    c.stream_progress = Clock::now().time_since_epoch().count();
+  }
   auto reader = d_stubs_[d]->Decode(&dctx, dreq);
   v1::DecodeResponse m;
   bool finished = false;
   while (!finished && reader->Read(&m)) {
+    c.stream_progress = Clock::now().time_since_epoch().count();
     std::vector<int32_t> ids(m.token_ids().begin(), m.token_ids().end());
     finished = m.finish_reason() != 0;
     if ((ids.empty() && !finished) || Emit(c, ids, m.finish_reason(), finished)) continue;
@@ -208,7 +272,20 @@ Status RouterImpl::StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq) {
   }
   const grpc::Status s = reader->Finish();
   c.calls.Remove(&dctx);
+  bool idle = false;
+  {
+    std::lock_guard<std::mutex> l(c.stream_mu);
+    c.stream_ctx = nullptr;
+    idle = c.stream_idle;
+  }
   if (c.client_gone || c.calls.cancelled()) return Cancelled("cancelled by client");
+  if (idle && !finished) {
+    const Status st = DeadlineExceeded(cfg_.decode[d].name + " sent nothing for " +
+                                       std::to_string(cfg_.router.decode_idle_timeout_ms) +
+                                       " ms (router.decode_idle_timeout_ms)");
+    decode_.ReportDown(d, st.message());
+    return st;
+  }
   if (!s.ok()) {
     const Status st = FromGrpc(s);
     if (InstanceFailure(st)) decode_.ReportDown(d, st.ToString());

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/api_keys.h"
+#include "common/grpc_tls.h"
 #include "pdserve.grpc.pb.h"
 #include "router/instance_pool.h"
 #include "router/request_prep.h"
@@ -46,15 +48,29 @@ inline bool InstanceFailure(const Status& s) {
          s.code() == StatusCode::kDataLoss;
 }
 
-inline std::shared_ptr<grpc::Channel> MakeChannel(const std::string& addr) {
+// Channel to a daemon: mTLS with router.internal_tls when the instance has `tls`, else plaintext.
+inline StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const InstanceConfig& inst,
+                                                          const TlsConfig& client_tls) {
   grpc::ChannelArguments args;
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (inst.tls.enabled()) {
+    PD_ASSIGN_OR_RETURN(creds,
+                        InternalChannelCredentials(client_tls, "router.internal_tls", &args));
+  }
   args.SetMaxReceiveMessageSize(256 << 20);
   args.SetMaxSendMessageSize(256 << 20);
   // Recovered instances must be noticed quickly: short reconnect backoff.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(inst.Address(), creds, args);
+}
+
+// The `authorization` metadata of a call ("" when absent).
+inline std::string_view AuthorizationOf(const grpc::ServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  return it == md.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
 }
 
 // A live request's downstream calls, so that a client cancel or a shutdown reaches them.
@@ -125,15 +141,30 @@ class RouterImpl final : public v1::Inference::Service {
     Clock::time_point t_first, t_last;
     int prefill_attempts = 0;  // P instances asked (0: none was healthy)
     bool shed = false;         // set when the router's overload shedding rejects the request
+    // The decode stream in progress (watched for router.decode_idle_timeout_ms).
+    std::mutex stream_mu;
+    grpc::ClientContext* stream_ctx = nullptr;  // GUARDED_BY(stream_mu)
+    bool stream_idle = false;                   // GUARDED_BY(stream_mu): cancelled as idle
+    std::atomic<int64_t> stream_progress{0};    // steady-clock ticks of the last message
   };
 
+  // API key check of a public RPC (router.api_keys): OK or UNAUTHENTICATED.
+  grpc::Status Authorize(const grpc::ServerContext* ctx) const {
+    return ToGrpc(CheckApiKey(api_keys_, AuthorizationOf(ctx)));
+  }
   grpc::Status RunGenerate(Call& c);
   void PollLoop(InstancePool* pool, int i, bool is_decode);
   // Health service status of "pdserve.v1.Inference": SERVING iff a decode instance is healthy.
   void UpdateHealth();
   Status RunOnDecode(Call& c, int d);
-  // Remote prefill with retries; returns the first token or the last error.
-  StatusOr<int32_t> RemotePrefill(Call& c, int d, const v1::ReserveResponse& res);
+  StatusOr<v1::ReserveResponse> ReserveOn(Call& c, int d);
+  // Remote prefill with retries, each retry on another P with a new lease from D (replacing
+  // *reserved); returns the first token or the last error.
+  StatusOr<int32_t> RemotePrefill(Call& c, int d, v1::ReserveResponse* reserved);
+  // RESOURCE_EXHAUSTED with the retry hint: trailing metadata `retry-after-ms` and the message.
+  grpc::Status Overloaded(grpc::ServerContext* ctx, const std::string& why);
+  // Cancels the decode stream of `c` if it has been silent past router.decode_idle_timeout_ms.
+  void WatchIdle(Call& c);
   Status StreamDecode(Call& c, int d, const v1::DecodeRequest& dreq);
   // Sends tokens (and their text) to the client; false if the client is gone.
   bool Emit(Call& c, const std::vector<int32_t>& ids, int finish_reason, bool last);
@@ -153,8 +184,10 @@ class RouterImpl final : public v1::Inference::Service {
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<int> admitted_{0};  // Generate calls admitted and not finished
   uint64_t id_salt_ = std::random_device{}();
   RouterObs obs_;  // Prometheus metrics, served on router.metrics_port
+  ApiKeySet api_keys_;  // router.api_keys + router.api_key_file; disabled when none
 };
 
 }  // namespace pd::router

@@ -8,6 +8,10 @@
 namespace pd::router {
 
 Status RouterImpl::Start() {
+  PD_ASSIGN_OR_RETURN(api_keys_, ApiKeySet::Load(cfg_.router.api_keys, cfg_.router.api_key_file));
+  if (api_keys_.enabled()) {
+    PD_LOG_INFO("API keys required on pdserve.v1.Inference ({} key(s))", api_keys_.size());
+  }
   for (const InstanceConfig& d : cfg_.decode) {
     if (std::any_of(models_.begin(), models_.end(),
                     [&](const ServedModel& m) { return m.name == d.model_name; })) {
@@ -20,10 +24,12 @@ Status RouterImpl::Start() {
     models_.push_back(std::move(m).value());
   }
   for (const InstanceConfig& d : cfg_.decode) {
-    d_stubs_.push_back(v1::DecodeService::NewStub(MakeChannel(d.Address())));
+    PD_ASSIGN_OR_RETURN(auto ch, MakeChannel(d, cfg_.router.internal_tls));
+    d_stubs_.push_back(v1::DecodeService::NewStub(ch));
   }
   for (const InstanceConfig& p : cfg_.prefill) {
-    p_stubs_.push_back(v1::PrefillService::NewStub(MakeChannel(p.Address())));
+    PD_ASSIGN_OR_RETURN(auto ch, MakeChannel(p, cfg_.router.internal_tls));
+    p_stubs_.push_back(v1::PrefillService::NewStub(ch));
   }
   // grpc.health.v1.Health (Kubernetes gRPC probes): "" = the process serves (liveness);
   // "pdserve.v1.Inference" = at least one decode instance is healthy (readiness), kept current by
@@ -175,8 +181,9 @@ grpc::Status RouterImpl::Health(grpc::ServerContext*, const v1::HealthRequest*,
   return grpc::Status::OK;
 }
 
-grpc::Status RouterImpl::ListModels(grpc::ServerContext*, const v1::ListModelsRequest*,
+grpc::Status RouterImpl::ListModels(grpc::ServerContext* ctx, const v1::ListModelsRequest*,
                                     v1::ListModelsResponse* resp) {
+  if (grpc::Status a = Authorize(ctx); !a.ok()) return a;
   for (const ServedModel& m : models_) {
     auto* x = resp->add_models();
     x->set_name(m.name);

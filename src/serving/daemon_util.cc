@@ -13,6 +13,7 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "pdserve.grpc.pb.h"
 #include "serving/daemon_metrics.h"
@@ -77,6 +78,12 @@ EngineOptions MakeEngineOptions(const InstanceConfig& inst) {
   e.prefill_chunk_tokens = inst.prefill_chunk_tokens;
   e.max_model_len = inst.max_model_len;
   e.prefix_cache = inst.kv.prefix_cache;
+  e.max_queue = inst.max_queue;
+  if (inst.role == InstanceRole::kDecode) {  // only decode hands out leases to remote writers
+    e.lease_fence_ms = inst.lease_fence_ms > 0
+                           ? inst.lease_fence_ms
+                           : int64_t{inst.timeouts.prefill_ms} + inst.timeouts.transfer_ms + 1000;
+  }
   return e;
 }
 
@@ -197,6 +204,7 @@ Status StartTransfer(Daemon* d) {
   o.compat_hash = d->compat_hash;
   o.listen_host = d->inst.transport.host.empty() ? d->inst.host : d->inst.transport.host;
   o.listen_port = d->inst.transport.port;
+  o.advertise_addrs = d->inst.transport.advertise;
   o.num_paths = d->inst.transport.paths;
   o.chunk_bytes = static_cast<size_t>(d->inst.transport.chunk_bytes);
   o.default_deadline = std::chrono::milliseconds(d->inst.timeouts.transfer_ms);
@@ -294,8 +302,15 @@ int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>&
   // grpc.health.v1.Health for Kubernetes gRPC probes: "" and the role's service are SERVING
   // while the server runs (the model is loaded before this point); Shutdown flips them.
   grpc::EnableDefaultHealthCheckService(true);
+  // Internal port: mTLS (client certificates required and verified) when inst.tls is set.
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds =
+      InternalServerCredentials(inst.tls, inst.name + ".tls");
+  if (!creds.ok()) {
+    PD_LOG_ERROR("{}: {}", inst.name, creds.status().ToString());
+    return 1;
+  }
   grpc::ServerBuilder b;
-  b.AddListeningPort(inst.Address(), grpc::InsecureServerCredentials());
+  b.AddListeningPort(inst.Address(), *creds);
   b.SetMaxReceiveMessageSize(256 << 20);
   for (grpc::Service* s : services) b.RegisterService(s);
   std::unique_ptr<grpc::Server> server = b.BuildAndStart();
@@ -309,7 +324,8 @@ int RunGrpcServer(const InstanceConfig& inst, const std::vector<grpc::Service*>&
                             : ::pdserve::v1::PrefillService::service_full_name(),
                         true);
   }
-  PD_LOG_INFO("{}: serving on {}", inst.name, inst.Address());
+  PD_LOG_INFO("{}: serving on {}{}", inst.name, inst.Address(),
+              inst.tls.enabled() ? " (mutual TLS)" : "");
   std::thread sig([&] {
     char c = 0;
     while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
