@@ -13,6 +13,7 @@ PKGS=(
   iproute2 python3 procps
   clang-14 libclang-rt-14-dev
   prometheus yamllint libcpp-httplib-dev
+  openssl
 )
 
 missing=()

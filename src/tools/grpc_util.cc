@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <thread>
 
 #include "pdserve.grpc.pb.h"
@@ -37,9 +38,19 @@ std::string FinishName(int reason) {
 struct Client::Impl {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::Inference::Stub> stub;
+  std::string authorization;  // "Bearer <key>" or ""
+  void Authorize(grpc::ClientContext* ctx) const {
+    if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
+  }
 };
 
-Client::Client(const std::string& addr) : impl_(new Impl) {
+Client::Client(const std::string& addr, const std::string& api_key) : impl_(new Impl) {
+  std::string key = api_key;
+  if (key.empty()) {
+    const char* env = std::getenv("PD_API_KEY");
+    if (env != nullptr) key = env;
+  }
+  if (!key.empty()) impl_->authorization = "Bearer " + key;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -71,6 +82,7 @@ GenerateResult Client::Generate(const GenerateParams& p,
   GenerateResult r;
   grpc::ClientContext ctx;
   SetTimeout(&ctx, timeout_ms);
+  impl_->Authorize(&ctx);
   std::atomic<bool> finished{false};
   std::thread watcher;
   if (cancel) {
@@ -121,6 +133,7 @@ GenerateResult Client::Generate(const GenerateParams& p,
 StatusOr<std::vector<ModelInfo>> Client::ListModels(int timeout_ms) {
   grpc::ClientContext ctx;
   SetTimeout(&ctx, timeout_ms);
+  impl_->Authorize(&ctx);
   v1::ListModelsRequest req;
   v1::ListModelsResponse resp;
   const grpc::Status s = impl_->stub->ListModels(&ctx, req, &resp);
@@ -135,6 +148,7 @@ StatusOr<std::vector<ModelInfo>> Client::ListModels(int timeout_ms) {
 StatusOr<HealthInfo> Client::Health(int timeout_ms) {
   grpc::ClientContext ctx;
   SetTimeout(&ctx, timeout_ms);
+  impl_->Authorize(&ctx);
   v1::HealthRequest req;
   v1::HealthResponse resp;
   const grpc::Status s = impl_->stub->Health(&ctx, req, &resp);

@@ -59,8 +59,10 @@ struct HealthInfo {
 
 class Client {
  public:
-  // addr = "host:port" of the router. The channel connects lazily.
-  explicit Client(const std::string& addr);
+  // addr = "host:port" of the router. The channel connects lazily. api_key: sent as
+  // `authorization: Bearer <key>` on every call; "" = the PD_API_KEY environment variable
+  // (unset or empty: no key is sent).
+  explicit Client(const std::string& addr, const std::string& api_key = "");
   ~Client();
 
   // Runs one Generate stream; on_event (if set) is called for every message with tokens.

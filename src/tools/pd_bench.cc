@@ -46,6 +46,8 @@ Report:
   --no-progress         no progress bar on stderr
 Other:
   --addr HOST:PORT      router                                                [127.0.0.1:8000]
+  --api-key K           router API key (prefer the PD_API_KEY environment variable, which
+                        is used when this flag is absent; ps shows command lines)
   --seed N              workload seed                                         [0]
   --timeout-ms N        per-request deadline                                  [600000]
   --temperature X       sampling temperature                                  [0]
@@ -54,6 +56,7 @@ Other:
 
 struct Options {
   std::string addr = "127.0.0.1:8000", model, dataset, input = "128", output = "64";
+  std::string api_key;  // "" = PD_API_KEY
   double rate = std::numeric_limits<double>::infinity();
   int concurrency = 0, num_requests = 100, warmup = 2, shared_prefix = 0, timeout_ms = 600000;
   double duration_s = 0, slo_ttft = 0, slo_tpot = 0, temperature = 0;
@@ -76,6 +79,8 @@ int ParseArgs(int argc, char** argv, Options* o) {
       std::exit(0);
     } else if (a == "--addr") {
       o->addr = next();
+    } else if (a == "--api-key") {
+      o->api_key = next();
     } else if (a == "--model") {
       o->model = next();
     } else if (a == "--preset") {
@@ -231,7 +236,7 @@ double Measure(pd::client::Client& client, const Options& o, const std::string& 
 int main(int argc, char** argv) {
   Options o;
   if (int rc = ParseArgs(argc, argv, &o)) return rc;
-  pd::client::Client client(o.addr);
+  pd::client::Client client(o.addr, o.api_key);
   auto models = client.ListModels();
   if (!models.ok() || models->empty()) {
     std::fprintf(stderr, "pd-bench: ListModels on %s failed: %s\n", o.addr.c_str(),

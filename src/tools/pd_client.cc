@@ -13,6 +13,7 @@ constexpr char kUsage[] =
     R"(usage: pd-client [--addr HOST:PORT] (--text "..." | --ids 1,2,3) [options]
 
   --addr HOST:PORT   router address                                  [127.0.0.1:8000]
+  --api-key K        router API key                   [$PD_API_KEY; prefer the variable]
   --text S           prompt text (the model needs a tokenizer.json)
   --ids A,B,C        prompt token ids
   --model NAME       served model name                               [the router's first]
@@ -44,7 +45,7 @@ bool ParseIds(const std::string& s, std::vector<int32_t>* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string addr = "127.0.0.1:8000";
+  std::string addr = "127.0.0.1:8000", api_key;
   pd::client::GenerateParams p;
   p.max_tokens = 32;
   int timeout_ms = 0;
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--addr") {
       addr = next();
+    } else if (a == "--api-key") {
+      api_key = next();
     } else if (a == "--text") {
       p.text = next();
       have_prompt = true;
@@ -99,7 +102,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pd-client: give --text or --ids\n%s", kUsage);
     return 2;
   }
-  pd::client::Client client(addr);
+  pd::client::Client client(addr, api_key);
   bool first_id = true;
   auto on_event = [&](const pd::client::StreamEvent& e) {
     if (!e.text.empty() && !print_ids) {
