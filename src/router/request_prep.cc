@@ -43,6 +43,13 @@ StatusOr<PreparedRequest> PrepareRequest(const std::vector<ServedModel>& models,
     if (!m.tokenizer) {
       return InvalidArgument("model '" + m.name + "' has no tokenizer.json; send token ids");
     }
+    // Tokenizing costs time linear in the text: refuse text that cannot be a prompt first.
+    const int64_t max_bytes = int64_t{m.max_model_len} * kMaxTextBytesPerToken;
+    if (static_cast<int64_t>(in.text.size()) > max_bytes) {
+      return InvalidArgument("prompt text is " + std::to_string(in.text.size()) +
+                             " bytes; the limit is " + std::to_string(max_bytes) + " (" +
+                             std::to_string(kMaxTextBytesPerToken) + " bytes per context token)");
+    }
     auto ids = m.tokenizer->Encode(in.text, /*add_special_tokens=*/true);
     if (!ids.ok()) return InvalidArgument("prompt text: " + ids.status().message());
     r.ids = std::move(ids).value();

@@ -43,8 +43,12 @@ struct PreparedRequest {
   std::vector<uint64_t> chain;  // prefix hash chain of the prompt's full blocks
 };
 
+// Text prompts longer than this many bytes per context token are refused before tokenizing.
+inline constexpr int kMaxTextBytesPerToken = 64;
+
 // Checks and tokenizes. INVALID_ARGUMENT for: unknown model, empty prompt, text without a
-// tokenizer ("model has no tokenizer.json"), ids outside [0, vocab), max_tokens <= 0 or above
+// tokenizer ("model has no tokenizer.json"), text over kMaxTextBytesPerToken * context bytes,
+// invalid UTF-8 (the tokenizer's error), ids outside [0, vocab), max_tokens <= 0 or above
 // max_tokens_limit, prompt + max_tokens above the model's context.
 StatusOr<PreparedRequest> PrepareRequest(const std::vector<ServedModel>& models,
                                          const PromptInput& in, int max_tokens_limit);

@@ -1,6 +1,7 @@
 // The Generate flow: check -> pick D -> reserve -> decide -> prefill on P (retry, fallback) or
 // on D -> stream D's tokens to the client. See docs/request-flow.md.
 #include "common/logging.h"
+#include "router/generate_check.h"
 #include "router/router_impl.h"
 
 namespace pd::router {
@@ -57,13 +58,7 @@ void RouterImpl::WatchIdle(Call& c) {
 grpc::Status RouterImpl::RunGenerate(Call& c) {
   grpc::ServerContext* ctx = c.ctx;
   const v1::GenerateRequest* req = c.req;
-  PromptInput in;
-  in.model = req->model();
-  in.is_text = req->has_text() || !req->has_token_ids();
-  in.text = req->text();
-  in.ids.assign(req->token_ids().ids().begin(), req->token_ids().ids().end());
-  in.max_tokens = req->max_tokens();
-  auto prep = PrepareRequest(models_, in, cfg_.router.max_tokens_limit);
+  auto prep = PrepareGenerate(models_, *req, cfg_.router.max_tokens_limit);
   if (!prep.ok()) return ToGrpc(prep.status());
   c.prep = std::move(prep).value();
   c.id = req->request_id().empty() ? NewRequestId() : req->request_id();

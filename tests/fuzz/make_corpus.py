@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Regenerates the seed corpus in tests/fuzz/corpus/<name>/ from tests/data and configs/.
-Run from the repository root: python3 tests/fuzz/make_corpus.py. Regression inputs (files named
-crash-*) are kept; everything else is rewritten."""
+Run from the repository root: python3 tests/fuzz/make_corpus.py [target...] (default: every
+target). Regression inputs (files named crash-*) are kept; everything else of the named targets
+is rewritten."""
 import json
 import os
 import pathlib
 import shutil
 import struct
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests/fuzz/corpus"
@@ -74,11 +76,90 @@ def wire_frame(ftype, nseg=0, payload=b"", segs=(), xfer=1, chunk=1, aux=0, plen
     return h + b"".join(struct.pack("<QII", o, l, a) for o, l, a in segs) + payload
 
 
+# --- protobuf encoding (proto/pdserve.proto) for the requests corpus ---------------------------
+def varint(n):
+    n &= (1 << 64) - 1  # negative int32 -> 10-byte two's complement, as protobuf writes it
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def vi(field, n):
+    return varint(field << 3) + varint(n)
+
+
+def ld(field, data):
+    data = data.encode() if isinstance(data, str) else data
+    return varint(field << 3 | 2) + varint(len(data)) + data
+
+
+def f32(field, x):
+    return varint(field << 3 | 5) + struct.pack("<f", x)
+
+
+def packed(field, ids):
+    return ld(field, b"".join(varint(i) for i in ids))
+
+
+def sampling(temp=0.0, top_p=0.0, top_k=0, seed=0):
+    return f32(1, temp) + f32(2, top_p) + vi(3, top_k) + vi(4, seed)
+
+
+def requests():
+    """(name, bytes): selector byte (0 Generate, 1 Reserve, 2 Decode, 3 Prefill) + message."""
+    ids = list(range(1, 21))
+    target = (ld(1, "decode-0") + vi(2, 7) + vi(3, 99) + vi(4, 5) + vi(5, 16)
+              + packed(6, [3, 4]) + ld(7, b"meta") + vi(8, 16) + ld(9, "tcp")
+              + ld(10, "127.0.0.1:1") + vi(11, 64))
+    g = [
+        ("gen_ids", ld(1, "r-1") + ld(4, packed(1, ids)) + vi(5, 8)),
+        ("gen_text", ld(2, "tiny") + ld(3, "the <s>x h\u00e9llo \U0001F600") + vi(5, 16)
+         + ld(6, sampling(0.7, 0.9, 5, 42)) + packed(8, [259, 1])),
+        ("gen_ids_only_model", ld(2, "ids-only") + ld(4, packed(1, [0, 260])) + vi(5, 1)
+         + vi(7, 1)),
+        ("gen_bad_max_tokens", ld(4, packed(1, ids)) + vi(5, -1)),
+        ("gen_over_context", ld(4, packed(1, list(range(100)))) + vi(5, 64)),
+        ("gen_bad_utf8", ld(3, b"the \xff\xfe") + vi(5, 4)),
+        ("gen_stop_flood", ld(4, packed(1, ids)) + vi(5, 4) + packed(8, [1] * 300)),
+        ("gen_nan_sampling", ld(4, packed(1, ids)) + vi(5, 4)
+         + ld(6, struct.pack("<B", 13) + b"\x00\x00\xc0\x7f")),
+    ]
+    r = [
+        ("reserve", ld(1, "r-1") + packed(2, ids) + vi(3, 8) + vi(4, 1000) + vi(5, 99)),
+        ("reserve_bad_lease", ld(1, "r-1") + packed(2, ids) + vi(4, -5)),
+    ]
+    d = [
+        ("decode_remote", ld(1, "r-1") + vi(2, 5) + packed(4, ids) + vi(5, 8)
+         + ld(6, sampling(1.0, 1.0, 0, 3)) + packed(8, [2]) + vi(9, 7) + vi(10, 17)),
+        ("decode_local", ld(1, "r-2") + vi(3, 1) + packed(4, ids) + vi(5, 8) + vi(10, -1)),
+    ]
+    p = [
+        ("prefill", ld(1, "r-1") + packed(2, list(range(1, 33))) + ld(3, target)
+         + ld(4, "decode-0") + ld(5, sampling()) + vi(6, 99)),
+        ("prefill_bad_blocks", ld(1, "r-1") + packed(2, ids) + ld(3, target + packed(6, [70]))),
+    ]
+    out = []
+    for sel, group in enumerate([g, r, d, p]):
+        out += [(n, bytes([sel]) + m) for n, m in group]
+    return out
+
+
 def main():
+    only = set(sys.argv[1:])
     for d in OUT.glob("*"):
+        if only and d.name not in only:
+            continue
         for f in d.glob("*"):
             if not f.name.startswith("crash-"):
                 f.unlink()
+    for name, data in requests():
+        put("requests", name + ".bin", data)
+    if only and only <= {"requests"}:
+        return
     golden = sorted((ROOT / "tests/data/golden").glob("*/config.json"))
     for cfg in golden:
         put("model_config", cfg.parent.name + ".json", cfg.read_bytes())
