@@ -54,8 +54,9 @@ inline constexpr char kOutcomeDeadlineExceeded[] = "deadline_exceeded";
 inline constexpr char kOutcomeResourceExhausted[] = "resource_exhausted";
 inline constexpr char kOutcomeUnavailable[] = "unavailable";
 inline constexpr char kOutcomeInternal[] = "internal";
-// Rejected by the router's own overload shedding before any instance was asked (the client sees
-// RESOURCE_EXHAUSTED; `resource_exhausted` is reserved for an instance's answer, e.g. a full pool).
+// Shed by the router: RESOURCE_EXHAUSTED with a retry-after hint, either by its own admission
+// limit (router.max_inflight_requests) or because every decode instance refused the request
+// (queue or KV pool full) before any token was streamed.
 inline constexpr char kOutcomeShed[] = "shed";
 // The outcome label of any status code: the lower-case gRPC code name ("ok", "cancelled",
 // "failed_precondition", "unauthenticated", ...). Every request counter uses these values.

@@ -28,13 +28,13 @@ grpc::Status RouterImpl::Generate(grpc::ServerContext* ctx, const v1::GenerateRe
   }
   obs_.inflight()->Inc();
   grpc::Status s = RunGenerate(c);
-  obs_.inflight()->Dec();
   admitted_.fetch_sub(1);
   if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && c.streamed == 0) {
     c.shed = true;  // every decode instance refused it (queue or KV pool full)
     s = Overloaded(ctx, s.error_message());
   }
   obs_.RequestFinished(FromGrpc(s), c.shed, c.t0, c.t_first, c.t_last, c.streamed);
+  obs_.inflight()->Dec();  // after the count: inflight 0 means every request is accounted for
   return s;
 }
 
