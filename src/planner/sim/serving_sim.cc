@@ -326,7 +326,7 @@ class Sim {
 
   void FirstToken(Seq* s, bool on_prefill) {
     if (on_prefill) return;  // P's token reaches the client through D (KvArrived)
-    out_.requests[s->req].ttft_ms = now_ + d_.rpc_ms - reqs_[s->req].arrival_s * 1e3;
+    out_.requests[s->req].ttft_ms = now_ - reqs_[s->req].arrival_s * 1e3;
   }
 
   // Layer-wise push of a chunk's KV: its bytes leave during the step (layer by layer) over P's

@@ -52,7 +52,7 @@ struct Deployment {
   int disagg_threshold_tokens = 256;
   ScorerWeights scorers;
   double poll_interval_ms = 500;
-  double rpc_ms = 1.0;       // router <-> instance hop added to the first token
+  double rpc_ms = 1.0;       // the router's extra hop of a remote prefill (P answers, then D)
   bool shared_gpu = false;   // every instance on one GPU (the calibration setup)
   double share_penalty = 1.0;
 
