@@ -3,7 +3,11 @@
 // socket (SCM_RIGHTS), the sender maps them and a transfer is a memcpy by the sender's worker
 // thread. Notifications go over the same socket after the copy and are acknowledged, so they
 // can never overtake their data. The socket also tells the sender when the peer is gone.
-// Host memory only; CUDA IPC for GPU arenas is not built.
+// GPU arenas (kCuda): the receiver exports a CUDA IPC handle per GPU arena in the handshake
+// (after the fds), the sender opens it (cudaIpcOpenMemHandle) and the copies run through its
+// DeviceCopier (cudaMemcpyAsync, cudaMemcpyDefault: device<->device peer copies, or between a
+// GPU arena and a shared host arena); the worker waits for the copy fence before the
+// notification goes out. IPC handles only open in another process (CUDA's rule).
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -19,6 +23,7 @@
 #include <thread>
 
 #include "kvtransfer/clock.h"
+#include "kvtransfer/device_copier.h"
 #include "kvtransfer/transport.h"
 
 namespace pd::kvtransfer {
@@ -77,6 +82,7 @@ sockaddr_un AbstractAddr(const std::string& name, socklen_t* len) {
 struct Mapped {
   uint8_t* base;
   size_t bytes;
+  bool device;  // opened CUDA IPC handle (else an mmap'ed memfd)
 };
 
 struct LocalPeer {
@@ -93,7 +99,16 @@ class LocalTransport final : public Transport {
 
   Status Start(const std::vector<wire::Region>& regions) override {
     std::lock_guard<std::mutex> g(g_share_mu);
+    copier_ = opt_.device_copier;
     for (const auto& r : regions) {
+      if (r.device) {  // GPU arena: shared by CUDA IPC
+        StatusOr<std::string> h = copier_ ? copier_->ExportHandle(r.base)
+                                          : StatusOr<std::string>(FailedPrecondition("no copier"));
+        if (!h.ok()) return h.status().WithContext("kvtransfer local: GPU arena");
+        handles_.push_back(*h);
+        regions_.push_back(r);
+        continue;
+      }
       auto it = ShareTable().find(r.base);
       if (it == ShareTable().end() || it->second.bytes != r.bytes) {
         return FailedPrecondition("kvtransfer local: arenas must come from "
@@ -178,9 +193,20 @@ class LocalTransport final : public Transport {
   void Disconnect(LocalPeer& p) {
     if (p.fd >= 0) close(p.fd);
     p.fd = -1;
-    for (const Mapped& m : p.remote) munmap(m.base, m.bytes);
+    for (const Mapped& m : p.remote) {
+      if (!m.device) munmap(m.base, m.bytes);
+      else if (copier_) copier_->CloseHandle(m.base);
+    }
     p.remote.clear();
   }
+  Status EnsureCopier() {
+    if (copier_) return OkStatus();
+    StatusOr<std::shared_ptr<DeviceCopier>> c = MakeCudaCopier(0);
+    if (!c.ok()) return c.status().WithContext("kvtransfer local: peer has GPU arenas");
+    copier_ = *c;
+    return OkStatus();
+  }
+  Status MapRemote(LocalPeer& p, const std::vector<int>& fds, const std::string& handles);
 
   Status ConnectLocked(PeerId id);
   void AcceptLoop();
@@ -192,7 +218,9 @@ class LocalTransport final : public Transport {
   const uint64_t incarnation_;
   TransportHost* host_;
   std::vector<wire::Region> regions_;
-  std::vector<int> fds_;
+  std::vector<int> fds_;              // of the host arenas, in arena order
+  std::vector<std::string> handles_;  // CUDA IPC handles of the GPU arenas, in arena order
+  std::shared_ptr<DeviceCopier> copier_;
   std::string name_;
   int listen_fd_ = -1;
   std::thread acceptor_, worker_;
@@ -236,8 +264,9 @@ Status LocalTransport::ConnectLocked(PeerId id) {
     close(fd);
     return FailedPrecondition(reply);
   }
-  // The arena fds follow in one SCM_RIGHTS message.
-  const size_t n = p.md.arenas.size();
+  // The host arenas' fds follow in one SCM_RIGHTS message, then the GPU arenas' IPC handles.
+  size_t n = 0;
+  for (const ArenaInfo& ai : p.md.arenas) n += ai.kind == MemoryKind::kHost;
   std::vector<int> fds(n, -1);
   char byte;
   iovec iov{&byte, 1};
@@ -252,23 +281,71 @@ Status LocalTransport::ConnectLocked(PeerId id) {
     return Unavailable("kvtransfer local: no arena descriptors from '" + p.md.name + "'");
   }
   cmsghdr* c = CMSG_FIRSTHDR(&m);
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int) * n)) {
-    close(fd);
-    return DataLoss("kvtransfer local: bad arena descriptors");
-  }
-  std::memcpy(fds.data(), CMSG_DATA(c), sizeof(int) * n);
-  for (size_t i = 0; i < n; ++i) {
-    void* base = mmap(nullptr, p.md.arenas[i].bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], 0);
-    close(fds[i]);
-    if (base == MAP_FAILED) {
-      Disconnect(p);
+  if (n > 0) {
+    if (c == nullptr || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int) * n)) {
       close(fd);
-      return Unavailable("kvtransfer local: mmap of a peer arena failed");
+      return DataLoss("kvtransfer local: bad arena descriptors");
     }
-    p.remote.push_back({static_cast<uint8_t*>(base), p.md.arenas[i].bytes});
+    std::memcpy(fds.data(), CMSG_DATA(c), sizeof(int) * n);
+  }
+  std::string handles;
+  if (!RecvMsg(fd, handles)) {
+    for (int f : fds) close(f);
+    close(fd);
+    return Unavailable("kvtransfer local: no GPU arena handles from '" + p.md.name + "'");
+  }
+  Status st = MapRemote(p, fds, handles);
+  if (!st.ok()) {
+    Disconnect(p);
+    close(fd);
+    return st;
   }
   p.fd = fd;
   return OkStatus();
+}
+
+// Maps the peer's arenas: host ones from their fds (closed here), GPU ones by IPC handle.
+// `handles`: per GPU arena, a u32 length and the handle's bytes.
+Status LocalTransport::MapRemote(LocalPeer& p, const std::vector<int>& fds,
+                                 const std::string& handles) {
+  size_t next_fd = 0, pos = 0;
+  Status st;
+  for (const ArenaInfo& ai : p.md.arenas) {
+    if (ai.kind == MemoryKind::kHost) {
+      const int f = fds[next_fd++];
+      void* base = st.ok() ? mmap(nullptr, ai.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)
+                           : MAP_FAILED;
+      close(f);
+      if (base == MAP_FAILED) {
+        if (st.ok()) st = Unavailable("kvtransfer local: mmap of a peer arena failed");
+        continue;
+      }
+      p.remote.push_back({static_cast<uint8_t*>(base), ai.bytes, false});
+      continue;
+    }
+    if (!st.ok()) continue;
+    uint32_t len = 0;
+    if (pos + 4 > handles.size()) {
+      st = DataLoss("kvtransfer local: truncated GPU arena handles");
+      continue;
+    }
+    std::memcpy(&len, handles.data() + pos, 4);
+    if (pos + 4 + len > handles.size()) {
+      st = DataLoss("kvtransfer local: truncated GPU arena handles");
+      continue;
+    }
+    const std::string h = handles.substr(pos + 4, len);
+    pos += 4 + len;
+    st = EnsureCopier();
+    if (!st.ok()) continue;
+    StatusOr<void*> base = copier_->OpenHandle(h);
+    if (!base.ok()) {
+      st = base.status().WithContext("kvtransfer local: opening '" + p.md.name + "' GPU arena");
+      continue;
+    }
+    p.remote.push_back({static_cast<uint8_t*>(*base), ai.bytes, true});
+  }
+  return st;
 }
 
 void LocalTransport::AcceptLoop() {
@@ -310,14 +387,22 @@ void LocalTransport::Serve(int fd) {
       msghdr m{};
       m.msg_iov = &iov;
       m.msg_iovlen = 1;
-      m.msg_control = ctrl.data();
-      m.msg_controllen = CMSG_SPACE(sizeof(int) * fds_.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&m);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds_.size());
-      std::memcpy(CMSG_DATA(c), fds_.data(), sizeof(int) * fds_.size());
-      if (sendmsg(fd, &m, MSG_NOSIGNAL) == 1) {
+      if (!fds_.empty()) {
+        m.msg_control = ctrl.data();
+        m.msg_controllen = CMSG_SPACE(sizeof(int) * fds_.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds_.size());
+        std::memcpy(CMSG_DATA(c), fds_.data(), sizeof(int) * fds_.size());
+      }
+      std::string handles;
+      for (const std::string& h : handles_) {
+        const uint32_t len = static_cast<uint32_t>(h.size());
+        handles.append(reinterpret_cast<const char*>(&len), 4);
+        handles += h;
+      }
+      if (sendmsg(fd, &m, MSG_NOSIGNAL) == 1 && SendMsg(fd, handles)) {
         while (RecvMsg(fd, msg)) {
           host_->OnNotification(h->name, msg);
           if (!SendAll(fd, "A", 1)) break;
@@ -347,17 +432,26 @@ void LocalTransport::WorkLoop() {
 Status LocalTransport::Execute(const TransferWork& w) {
   PD_RETURN_IF_ERROR(ConnectLocked(w.peer));
   LocalPeer& p = peers_[w.peer];
+  std::vector<CopyOp> device_ops;  // any side on a GPU: through the copier, waited for below
   for (const Segment& s : w.segs) {
     if (SteadyClock::Get().NowNs() > w.deadline_ns) {
       return DeadlineExceeded("kvtransfer: transfer missed its deadline");
     }
     uint8_t* local = regions_[s.local_arena].base + s.local_offset;
     uint8_t* remote = p.remote[s.remote_arena].base + s.remote_offset;
-    if (w.op == Op::kWrite) {
-      std::memcpy(remote, local, s.length);
+    uint8_t* dst = w.op == Op::kWrite ? remote : local;
+    const uint8_t* src = w.op == Op::kWrite ? local : remote;
+    if (regions_[s.local_arena].device || p.remote[s.remote_arena].device) {
+      device_ops.push_back({dst, src, s.length});
     } else {
-      std::memcpy(local, remote, s.length);
+      std::memcpy(dst, src, s.length);
     }
+  }
+  if (!device_ops.empty()) {
+    PD_RETURN_IF_ERROR(EnsureCopier());
+    PD_ASSIGN_OR_RETURN(uint64_t fence, copier_->Enqueue(device_ops));
+    const int64_t left_ms = (w.deadline_ns - SteadyClock::Get().NowNs()) / 1'000'000;
+    PD_RETURN_IF_ERROR(copier_->Wait(fence, std::chrono::milliseconds(std::max<int64_t>(left_ms, 1))));
   }
   pollfd pf{p.fd, POLLRDHUP, 0};
   if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) {

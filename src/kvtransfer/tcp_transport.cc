@@ -59,6 +59,7 @@ Status ResolveIpv4(const std::string& host, in_addr* out) {
 
 Status TcpTransport::Start(const std::vector<wire::Region>& regions) {
   regions_ = regions;
+  PD_RETURN_IF_ERROR(SetUpStaging());
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) return Unavailable(Errno("socket"));
   int one = 1;
@@ -84,6 +85,10 @@ Status TcpTransport::Start(const std::vector<wire::Region>& regions) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
   ev.data.fd = wake_fd_;
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  if (copier_fd_ >= 0) {
+    ev.data.fd = copier_fd_;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, copier_fd_, &ev);
+  }
   thread_ = std::thread([this] { Loop(); });
   return OkStatus();
 }
@@ -108,6 +113,7 @@ void TcpTransport::Stop() {
   for (TransferId id : ids) FinishXfer(id, Cancelled("kvtransfer: engine shutting down"));
   while (!conns_.empty()) CloseConn(conns_.begin()->second.get());
   peers_.clear();
+  TearDownStaging();
   for (int* fd : {&listen_fd_, &epoll_fd_, &wake_fd_}) {
     if (*fd >= 0) close(*fd);
     *fd = -1;
@@ -195,6 +201,7 @@ Status TcpTransport::StartConnect(Peer& p, PeerId id, int path) {
   }
   auto c = std::make_unique<Conn>();
   c->fd = fd;
+  c->serial = next_serial_++;
   c->outgoing = true;
   c->peer = id;
   c->path = path;
@@ -256,21 +263,26 @@ void TcpTransport::Loop() {
       std::lock_guard<std::mutex> l(mu_);
       const int64_t next = NextWakeNs();
       if (next > 0) wait_ns = std::clamp<int64_t>(next - NowNs(), 0, wait_ns);
+      // Copies in flight: their eventfd wakes us; poll too in case a wakeup was missed.
+      if (copier_ && copier_->Completed() < last_fence_) {
+        wait_ns = std::min<int64_t>(wait_ns, 500'000);
+      }
     }
     timespec ts{0, static_cast<long>(wait_ns)};
     const int n = epoll_pwait2(epoll_fd_, evs, 64, &ts, nullptr);
     std::lock_guard<std::mutex> l(mu_);
     for (int i = 0; i < n; ++i) {
       const int fd = evs[i].data.fd;
-      if (fd == wake_fd_) {
+      if (fd == wake_fd_ || fd == copier_fd_) {
         uint64_t v;
-        (void)!read(wake_fd_, &v, sizeof(v));
+        (void)!read(fd, &v, sizeof(v));
       } else if (fd == listen_fd_) {
         AcceptAll();
       } else if (auto it = conns_.find(fd); it != conns_.end()) {
         HandleEvent(it->second.get(), evs[i].events);
       }
     }
+    OnCopiesDone();
     Schedule();
     CheckTimers();
   }
@@ -283,6 +295,7 @@ void TcpTransport::AcceptAll() {
     SetSockOpts(fd);
     auto c = std::make_unique<Conn>();
     c->fd = fd;
+    c->serial = next_serial_++;
     c->state = ConnState::kAccepted;
     c->started_ns = c->last_progress_ns = NowNs();
     epoll_event ev{};
@@ -370,12 +383,12 @@ void TcpTransport::QueueCtrl(Conn* c, FrameHeader h, std::vector<WireSeg> segs, 
 void TcpTransport::Flush(Conn* c) {
   const int fd = c->fd;
   for (;;) {
-    if (!c->cur) {
-      if (!c->ctrl_q.empty()) {
+    if (!c->cur) {  // frames with a device copy in flight wait for its fence
+      if (!c->ctrl_q.empty() && FrameReady(c->ctrl_q.front())) {
         c->cur = std::move(c->ctrl_q.front());
         c->ctrl_q.pop_front();
         c->cur_is_data = false;
-      } else if (!c->data_q.empty()) {
+      } else if (!c->data_q.empty() && FrameReady(c->data_q.front())) {
         c->cur = std::move(c->data_q.front());
         c->data_q.pop_front();
         c->cur_is_data = true;
@@ -435,11 +448,15 @@ bool TcpTransport::SchedulePeer(PeerId id, Peer& p) {
     }
     Xfer& x = xit->second;
     const uint64_t next = std::min<uint64_t>(opt_.chunk_bytes, x.w.bytes - x.emitted);
+    if (x.stage && tx_pool_.empty()) return true;  // bounce slots return as frames leave
     bool any = false;
     for (size_t i = 0; i < p.paths.size(); ++i) {
       Conn* c = p.paths[i];
-      eligible[i] = c && c->state == ConnState::kReady && !c->cur && c->data_q.empty() &&
-                    c->cc->CanSend(c->inflight, next);
+      // Staged chunks may queue up to kStageDepth frames behind the one being written, so their
+      // device->host copies overlap the wire.
+      const bool room = x.stage ? c && c->data_q.size() < kStageDepth
+                                : c && !c->cur && c->data_q.empty();
+      eligible[i] = room && c->state == ConnState::kReady && c->cc->CanSend(c->inflight, next);
       any = any || eligible[i];
     }
     if (!any) return true;
@@ -472,6 +489,7 @@ void TcpTransport::EmitChunk(Peer& p, Conn* c, Xfer& x) {
     x.seg_off += n;
     if (x.seg_off == s.length) ++x.seg_idx, x.seg_off = 0;
   }
+  if (x.stage && !StageChunk(x, f, bytes)) return;  // x is gone (failed)
   const uint64_t chunk_id = next_chunk_id_++;
   const bool write = x.w.op == Op::kWrite;
   FrameHeader h = wire::MakeHeader(write ? FrameType::kData : FrameType::kReadReq, x.w.id,

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "kvtransfer/congestion.h"
+#include "kvtransfer/device_copier.h"
 #include "kvtransfer/path_selector.h"
 #include "kvtransfer/transport.h"
 
@@ -26,8 +28,55 @@ using wire::FrameHeader;
 using wire::FrameType;
 using wire::WireSeg;
 
+inline constexpr size_t kStageDepth = 2;  // staged frames queued per path beyond the one sending
+
 inline int64_t NowNs() { return SteadyClock::Get().NowNs(); }
 inline std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+// Fixed-size pinned bounce buffers (GPU arenas over tcp). Memory is the transport's.
+struct BouncePool {
+  uint8_t* base = nullptr;
+  size_t slot_bytes = 0;
+  std::vector<int> free_slots;
+  bool empty() const { return free_slots.empty(); }
+};
+
+// One taken slot; returns itself to its pool when destroyed (move-only). A slot may be reused
+// while a copy into it is still queued: copies run in order on one stream, so the later copy
+// lands after the earlier one.
+class SlotRef {
+ public:
+  SlotRef() = default;
+  static SlotRef Take(BouncePool& p) {
+    SlotRef r;
+    if (p.free_slots.empty()) return r;
+    r.pool_ = &p;
+    r.idx_ = p.free_slots.back();
+    p.free_slots.pop_back();
+    return r;
+  }
+  SlotRef(SlotRef&& o) noexcept : pool_(o.pool_), idx_(o.idx_) { o.pool_ = nullptr; }
+  SlotRef& operator=(SlotRef&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      pool_ = o.pool_;
+      idx_ = o.idx_;
+      o.pool_ = nullptr;
+    }
+    return *this;
+  }
+  ~SlotRef() { Reset(); }
+  bool valid() const { return pool_ != nullptr; }
+  uint8_t* data() const { return pool_->base + static_cast<size_t>(idx_) * pool_->slot_bytes; }
+  void Reset() {
+    if (pool_) pool_->free_slots.push_back(idx_);
+    pool_ = nullptr;
+  }
+
+ private:
+  BouncePool* pool_ = nullptr;
+  int idx_ = -1;
+};
 
 struct OutFrame {
   std::vector<char> head;      // header + segment table
@@ -37,6 +86,21 @@ struct OutFrame {
   std::vector<iovec> iov;      // built lazily: head + payload, consumed as it is written
   size_t iov_pos = 0;
   bool started = false;
+  // Staged payload (GPU source): not sent before copy fence `fence` completed. The bytes are in
+  // `slot` (a pinned bounce buffer) or `staged` (heap; READ_DATA served from a GPU arena).
+  uint64_t fence = 0;
+  SlotRef slot;
+  std::unique_ptr<uint8_t[]> staged;
+};
+
+// A received chunk whose host->device copy is in flight; acknowledged when `fence` completes.
+struct PendingRx {
+  uint64_t fence = 0;
+  int fd = -1;
+  uint64_t serial = 0;  // of the connection (fds are reused)
+  FrameHeader hdr{};
+  SlotRef slot;
+  std::unique_ptr<uint8_t[]> heap;
 };
 
 struct ChunkRec {
@@ -50,6 +114,7 @@ enum class RxState { kHeader, kSegs, kPayload };
 
 struct Conn {
   int fd = -1;
+  uint64_t serial = 0;
   ConnState state = ConnState::kConnecting;
   bool outgoing = false;
   PeerId peer = 0;
@@ -68,6 +133,9 @@ struct Conn {
   std::vector<iovec> rx_iov;
   size_t rx_iov_pos = 0;
   std::string rx_owned;
+  bool rx_staged = false;  // payload lands in rx_slot / rx_heap, then goes host->device
+  SlotRef rx_slot;
+  std::unique_ptr<uint8_t[]> rx_heap;
   // path state
   std::unique_ptr<CongestionControl> cc;
   uint64_t inflight = 0;
@@ -83,6 +151,7 @@ struct Xfer {
   uint64_t emitted = 0, acked = 0;
   uint32_t chunks = 0;
   bool notify_sent = false, notify_acked = false;
+  bool stage = false;  // WRITE from a GPU arena: chunks go through tx bounce slots
 };
 
 struct Peer {
@@ -149,6 +218,16 @@ class TcpTransport final : public Transport {
   void OnHello(Conn* c);
   void OnChunkAcked(Conn* c, uint64_t chunk_id, int64_t ts_ns);
   void OnErr(Conn* c);
+  // GPU staging (tcp_transport_stage.cc)
+  Status SetUpStaging();
+  void TearDownStaging();
+  bool FrameReady(const OutFrame& f) const;
+  bool StageChunk(Xfer& x, OutFrame& f, uint64_t bytes);
+  void StageRxBuffer(Conn* c);
+  void FinishStagedRx(Conn* c);
+  bool ServeStagedRead(Conn* c, std::vector<WireSeg> dst, std::vector<iovec> src, uint64_t total);
+  void OnCopiesDone();
+  bool AnyDevice(const WireSeg* segs, uint32_t n) const;
   // transfers
   void MaybeComplete(TransferId id);
   void FinishXfer(TransferId id, const Status& st);
@@ -159,6 +238,10 @@ class TcpTransport final : public Transport {
   const uint64_t incarnation_;
   TransportHost* host_;
   std::vector<wire::Region> regions_;
+  std::shared_ptr<DeviceCopier> copier_;  // set when an arena is GPU memory
+  BouncePool tx_pool_, rx_pool_;          // declared before conns_: frames hold their slots
+  uint64_t last_fence_ = 0;
+  int copier_fd_ = -1;
   int listen_fd_ = -1, epoll_fd_ = -1, wake_fd_ = -1;
   int port_ = 0;
   std::thread thread_;
@@ -169,6 +252,8 @@ class TcpTransport final : public Transport {
   std::map<int, std::unique_ptr<Conn>> conns_;  // by fd
   std::map<PeerId, Peer> peers_;
   std::unordered_map<TransferId, Xfer> xfers_;
+  std::deque<PendingRx> pending_rx_;  // in fence order
+  uint64_t next_serial_ = 1;
   uint64_t next_chunk_id_ = 1;
   int64_t last_timer_ns_ = 0;
   std::string last_connect_error_;

@@ -88,6 +88,9 @@ Status TcpTransport::BeginPayload(Conn* c) {
   c->rx_iov.clear();
   c->rx_iov_pos = 0;
   c->rx_owned.clear();
+  c->rx_staged = false;
+  c->rx_slot.Reset();
+  c->rx_heap.reset();
   if (c->state != ConnState::kReady && c->state != ConnState::kAccepted &&
       type != FrameType::kHelloAck && type != FrameType::kErr) {
     return FailedPrecondition("kvtransfer tcp: frame before handshake");
@@ -98,8 +101,12 @@ Status TcpTransport::BeginPayload(Conn* c) {
   if (type == FrameType::kData || type == FrameType::kReadData) {
     PD_RETURN_IF_ERROR(wire::ValidateSegs(c->segs.data(), h.nseg, regions_,
                                           static_cast<int64_t>(h.payload_len)));
-    for (const WireSeg& s : c->segs) {
-      c->rx_iov.push_back({regions_[s.arena].base + s.offset, s.length});
+    if (copier_ && AnyDevice(c->segs.data(), h.nseg)) {
+      StageRxBuffer(c);  // GPU destination: land in a bounce buffer, copy host->device after
+    } else {
+      for (const WireSeg& s : c->segs) {
+        c->rx_iov.push_back({regions_[s.arena].base + s.offset, s.length});
+      }
     }
   } else if (type == FrameType::kReadReq) {
     // Source ranges are ours; destinations are checked by the requester when the data returns.
@@ -137,12 +144,16 @@ void TcpTransport::Dispatch(Conn* c) {
       cv_.notify_all();
       return;
     case FrameType::kData:
+      if (c->rx_staged) return FinishStagedRx(c);  // ACK after the host->device copy
       QueueCtrl(c, wire::MakeHeader(FrameType::kAck, h.xfer_id, h.chunk_id, h.ts_ns, 0, 0,
                                     static_cast<uint32_t>(h.payload_len)),
                 {}, {});
       return;
-    case FrameType::kAck:
     case FrameType::kReadData:
+      if (c->rx_staged) return FinishStagedRx(c);  // done after the host->device copy
+      OnChunkAcked(c, h.chunk_id, h.ts_ns);
+      return;
+    case FrameType::kAck:
       OnChunkAcked(c, h.chunk_id, h.ts_ns);
       return;
     case FrameType::kReadReq: {
@@ -154,6 +165,10 @@ void TcpTransport::Dispatch(Conn* c) {
         payload.push_back({regions_[s.arena].base + s.offset, s.length});
         total += s.length;
         dst[i].length = s.length;
+      }
+      if (copier_ && AnyDevice(c->segs.data(), h.nseg)) {
+        ServeStagedRead(c, std::move(dst), std::move(payload), total);
+        return;
       }
       QueueCtrl(c, wire::MakeHeader(FrameType::kReadData, h.xfer_id, h.chunk_id, h.ts_ns,
                                     h.nseg, total),
@@ -341,6 +356,9 @@ void TcpTransport::Submit(TransferWork work) {
   }
   Xfer& x = xfers_[id];
   x.w = std::move(work);
+  if (x.w.op == Op::kWrite) {
+    for (const Segment& s : x.w.segs) x.stage = x.stage || regions_[s.local_arena].device;
+  }
   p->second.queue.push_back(id);
   Wake();
 }

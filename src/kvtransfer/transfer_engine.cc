@@ -9,6 +9,7 @@
 
 #include "common/logging.h"
 #include "kvtransfer/clock.h"
+#include "kvtransfer/device_copier.h"
 #include "kvtransfer/transport.h"
 
 namespace pd::kvtransfer {
@@ -63,6 +64,30 @@ struct TransferEngine::Impl final : TransportHost {
     bytes_received += received;
   }
 
+  // GPU arenas need a DeviceCopier: the injected one, else the CUDA one for their device.
+  Status SetUpDeviceCopier() {
+    const ArenaSpec* gpu = nullptr;
+    for (const ArenaSpec& a : arenas) {
+      if (a.kind == MemoryKind::kCuda) gpu = &a;
+    }
+    if (gpu == nullptr) return OkStatus();
+    if (opt.transport == "rdma") {
+      return Unimplemented("kvtransfer: GPU arenas over rdma (GPUDirect or pinned staging) are "
+                           "not built; use tcp (bounce buffers) or local (CUDA IPC)");
+    }
+    if (opt.staging_slots < 2 || opt.staging_slots > 1024) {
+      return InvalidArgument("kvtransfer: staging_slots must be in [2, 1024]");
+    }
+    if (opt.device_copier) return OkStatus();
+    StatusOr<std::shared_ptr<DeviceCopier>> c = MakeCudaCopier(gpu->device);
+    if (!c.ok()) return c.status().WithContext("kvtransfer: GPU arena");
+    opt.device_copier = *c;
+    PD_LOG_INFO("kvtransfer {}: GPU arenas on device {} via {} ({} bounce slots of {} KiB)",
+                opt.name, gpu->device, opt.device_copier->name(), opt.staging_slots,
+                opt.chunk_bytes >> 10);
+    return OkStatus();
+  }
+
   StatusOr<TransferId> Submit(TransferWork w, std::chrono::milliseconds deadline,
                               uint32_t descs_in, uint32_t segments) {
     const int64_t now = SteadyClock::Get().NowNs();
@@ -97,8 +122,11 @@ StatusOr<ArenaId> TransferEngine::RegisterArena(const ArenaSpec& arena) {
   if (arena.base == nullptr || arena.bytes == 0) {
     return InvalidArgument("kvtransfer: arena needs a base pointer and a size");
   }
-  if (arena.kind == MemoryKind::kCuda) {
-    return Unimplemented("kvtransfer: GPU arenas need the CUDA staging path (not built yet)");
+  for (const ArenaSpec& a : impl_->arenas) {
+    if (a.kind == MemoryKind::kCuda && arena.kind == MemoryKind::kCuda &&
+        a.device != arena.device) {
+      return InvalidArgument("kvtransfer: GPU arenas of one engine must be on one device");
+    }
   }
   impl_->arenas.push_back(arena);
   impl_->arena_info.push_back({arena.bytes, arena.kind});
@@ -118,6 +146,7 @@ Status TransferEngine::Start() {
   if (m.opt.chunk_bytes < 4096 || m.opt.chunk_bytes > (1u << 20)) {
     return InvalidArgument("kvtransfer: chunk_bytes must be in [4 KiB, 1 MiB]");
   }
+  PD_RETURN_IF_ERROR(m.SetUpDeviceCopier());
   if (m.opt.transport == "tcp") {
     m.transport = MakeTcpTransport(m.opt, m.incarnation, &m);
   } else if (m.opt.transport == "rdma") {
@@ -128,7 +157,9 @@ Status TransferEngine::Start() {
     return Unimplemented("kvtransfer: transport '" + m.opt.transport + "' is not built");
   }
   std::vector<wire::Region> regions;
-  for (const auto& a : m.arenas) regions.push_back({static_cast<uint8_t*>(a.base), a.bytes});
+  for (const auto& a : m.arenas) {
+    regions.push_back({static_cast<uint8_t*>(a.base), a.bytes, a.kind == MemoryKind::kCuda});
+  }
   PD_RETURN_IF_ERROR(m.transport->Start(regions));
   m.started = true;
   return OkStatus();

@@ -42,6 +42,8 @@
 
 namespace pd::kvtransfer {
 
+class DeviceCopier;  // device_copier.h
+
 enum class MemoryKind : uint8_t { kHost = 0, kCuda = 1 };
 enum class Op : uint8_t { kWrite = 0, kRead = 1 };  // WRITE: local -> remote; READ: remote -> local
 enum class TransferState : uint8_t { kInProgress = 0, kDone = 1, kError = 2 };
@@ -51,6 +53,8 @@ using PeerId = uint32_t;      // engine-local handle of a loaded remote agent, n
 using TransferId = uint64_t;  // never 0
 
 // One registered memory region (e.g. the KV arena). Registered once, before Start().
+// kCuda arenas (cudaMalloc'd, all on one device) work with the tcp transport (bounce-buffer
+// staging, see EngineOptions::staging_slots) and the local transport (CUDA IPC); not with rdma.
 struct ArenaSpec {
   void* base = nullptr;
   size_t bytes = 0;
@@ -110,6 +114,21 @@ struct EngineOptions {
   std::chrono::milliseconds default_deadline{30000};
   // A connection with bytes outstanding and no progress for this long is declared dead.
   std::chrono::milliseconds peer_timeout{3000};
+  // GPU arenas (MemoryKind::kCuda) over tcp are staged through pinned bounce buffers:
+  // `staging_slots` buffers of chunk_bytes per direction (send and receive). On the send side a
+  // chunk's device->host copy is started when the chunk is bound to a path, so copies of the
+  // next chunks overlap the sending of earlier ones; on the receive side each chunk is copied
+  // host->device as it lands and acknowledged only after that copy finished (so completions and
+  // notifications follow the data into GPU memory).
+  int staging_slots = 16;
+  // The copier for GPU arenas; null = the CUDA copier for the arenas' device (MakeCudaCopier).
+  // Tests inject a FakeDeviceCopier (host memory standing in for the GPU).
+  std::shared_ptr<DeviceCopier> device_copier;
+  // Shared secret of the control handshake (HMAC-SHA256 challenge-response, both directions):
+  // peers must hold the same secret or the connection is refused before any data frame is
+  // accepted. Empty = no authentication (any host that reaches the port and knows the metadata
+  // may connect; use only on a trusted network). Never logged.
+  std::string auth_secret;
 };
 
 struct TransferStats {

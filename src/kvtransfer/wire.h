@@ -71,6 +71,7 @@ static_assert(sizeof(WireSeg) == 16);
 struct Region {
   uint8_t* base = nullptr;
   uint64_t bytes = 0;
+  bool device = false;  // GPU memory: only reachable through the engine's DeviceCopier
 };
 
 // Checks magic, type, nseg and payload_len bounds for the type. Returns the number of WireSeg

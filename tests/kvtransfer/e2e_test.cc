@@ -12,81 +12,14 @@
 #include <thread>
 
 #include "kvtransfer/transfer_engine.h"
+#include "peer_process.h"
 
 namespace pd::kvtransfer {
 namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-constexpr uint64_t kCompat = 77;
-
-// A kvtransfer_peer child with pipes to its stdin / stdout.
-class PeerProcess {
- public:
-  PeerProcess(const std::string& name, uint64_t bytes, int port = 0) {
-    int in[2], out[2];
-    EXPECT_EQ(pipe(in), 0);
-    EXPECT_EQ(pipe(out), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      close(in[1]);
-      close(out[0]);
-      const std::string bin = std::string(PD_BUILD_DIR) + "/tests/kvtransfer/kvtransfer_peer";
-      execl(bin.c_str(), bin.c_str(), name.c_str(), std::to_string(bytes).c_str(),
-            std::to_string(kCompat).c_str(), std::to_string(port).c_str(), nullptr);
-      _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    to_ = fdopen(in[1], "w");
-    from_ = fdopen(out[0], "r");
-    const std::string hex = Line().substr(5);
-    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-      meta_ += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-    }
-  }
-  ~PeerProcess() { Kill(); }
-  std::string Line() {
-    char buf[1 << 16];
-    if (!fgets(buf, sizeof(buf), from_)) return "";
-    std::string s(buf);
-    if (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-  std::string Ask(const std::string& cmd) {
-    fprintf(to_, "%s\n", cmd.c_str());
-    fflush(to_);
-    return Line();
-  }
-  void Signal(int sig) {
-    if (pid_ > 0) kill(pid_, sig);
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    if (to_) fclose(to_);
-    if (from_) fclose(from_);
-    to_ = from_ = nullptr;
-  }
-  const std::string& meta() const { return meta_; }
-  int port() const { return std::stoi(meta_.substr(meta_.find("addr 127.0.0.1:") + 15)); }
-
- private:
-  pid_t pid_ = -1;
-  FILE* to_ = nullptr;
-  FILE* from_ = nullptr;
-  std::string meta_;
-};
-
-uint64_t Fnv(const uint8_t* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
+constexpr uint64_t kCompat = kPeerCompat;
 
 struct Sender {
   explicit Sender(size_t bytes, milliseconds peer_timeout = milliseconds(3000)) : mem(bytes) {
@@ -217,6 +150,49 @@ TEST(E2eTest, RestartedPeerRefusesStaleMetadataThenReconnects) {
   EXPECT_EQ(peer->Ask("notes"), "NOTES 1 hello-again");
   EXPECT_EQ(peer->Ask("sum 9 " + std::to_string(1 << 20)),
             "SUM " + std::to_string(Fnv(s.mem.data() + 5, 1 << 20)));
+}
+
+// The local transport across two processes: the receiver's memfd arena is mapped into this
+// process through the fd it hands over (SCM_RIGHTS); bytes and notification checked in the peer.
+TEST(E2eTest, LocalSharedMemoryAcrossProcesses) {
+  const size_t n = 16 << 20;
+  PeerProcess peer("decode-shm", n, 0, {"--transport", "local", "--mem", "shm"});
+  ASSERT_FALSE(peer.meta().empty());
+  uint8_t* mem = static_cast<uint8_t*>(AllocateShareableHostMemory(n));
+  ASSERT_NE(mem, nullptr);
+  std::mt19937 rng(4);
+  for (size_t i = 0; i < n; ++i) mem[i] = static_cast<uint8_t>(rng());
+  {
+    EngineOptions o;
+    o.name = "prefill-shm";
+    o.transport = "local";
+    o.compat_hash = kCompat;
+    TransferEngine e(o);
+    ASSERT_TRUE(e.RegisterArena({mem, n}).ok());
+    ASSERT_TRUE(e.Start().ok());
+    auto id = e.LoadRemoteMetadata(peer.meta());
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    const std::vector<Desc> l = {{0, 3, 5000}, {0, 1 << 20, 8 << 20}};
+    const std::vector<Desc> r = {{0, 11, 5000 + (8 << 20)}};
+    auto t = e.Post(Op::kWrite, *id, l, r, "shm-done");
+    ASSERT_TRUE(t.ok());
+    auto res = e.Wait(*t, milliseconds(10000));
+    ASSERT_EQ(res.state, TransferState::kDone) << res.status.ToString();
+    EXPECT_EQ(peer.Ask("notes"), "NOTES 1 shm-done");
+    std::vector<uint8_t> want(mem + 3, mem + 3 + 5000);
+    want.insert(want.end(), mem + (1 << 20), mem + (1 << 20) + (8 << 20));
+    EXPECT_EQ(peer.Ask("sum 11 " + std::to_string(want.size())),
+              "SUM " + std::to_string(Fnv(want.data(), want.size())));
+    EXPECT_EQ(peer.Ask("nonzero"), peer.Ask("nonzero"));  // stable: nothing else writes
+    e.Release(*t);
+    // READ back from the peer into another place.
+    std::memset(mem, 0, 4096);
+    t = e.Post(Op::kRead, *id, std::vector<Desc>{{0, 0, 4096}}, std::vector<Desc>{{0, 11, 4096}});
+    ASSERT_TRUE(t.ok());
+    ASSERT_EQ(e.Wait(*t, milliseconds(10000)).state, TransferState::kDone);
+    EXPECT_EQ(std::memcmp(mem, want.data(), 4096), 0);
+  }
+  FreeShareableHostMemory(mem);
 }
 
 }  // namespace

@@ -1,30 +1,99 @@
-// A receiver engine in its own process, for the e2e tests.
+// A receiver engine in its own process, for the multi-process tests.
 //   kvtransfer_peer <name> <arena_bytes> <compat_hash> [listen_port]
-// Prints "META <hex of metadata blob>" once started, then answers stdin commands:
+//                   [--transport tcp|local] [--mem host|shm|gpu] [--secret S]
+// --mem: plain host memory (default), AllocateShareableHostMemory (shm, for the local
+// transport), or cudaMalloc'd GPU memory (gpu; CUDA builds). --secret: EngineOptions::auth_secret.
+// Prints "META <hex of metadata blob>" once started (or "ERROR <message>"), then answers stdin:
 //   sum <offset> <length>  -> "SUM <fnv1a64>"
+//   nonzero                -> "NONZERO <count of non-zero bytes in the arena>"
 //   notes                  -> "NOTES <count> <bytes joined by ','>"
 //   quit                   -> exits
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
+#ifdef PD_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include "kvtransfer/transfer_engine.h"
 
+namespace {
+
+using namespace pd::kvtransfer;
+
+struct Arena {
+  std::string kind = "host";
+  size_t bytes = 0;
+  void* base = nullptr;
+  std::vector<uint8_t> host;
+  bool Alloc() {
+    if (kind == "shm") {
+      base = AllocateShareableHostMemory(bytes);
+      if (base) std::memset(base, 0, bytes);
+    } else if (kind == "gpu") {
+#ifdef PD_WITH_CUDA
+      if (cudaMalloc(&base, bytes) != cudaSuccess) return false;
+      cudaMemset(base, 0, bytes);
+      cudaDeviceSynchronize();
+#endif
+    } else {
+      host.assign(bytes, 0);
+      base = host.data();
+    }
+    return base != nullptr;
+  }
+  // A host copy of the arena's bytes.
+  std::vector<uint8_t> Read() const {
+    std::vector<uint8_t> v(bytes);
+#ifdef PD_WITH_CUDA
+    if (kind == "gpu") {
+      cudaMemcpy(v.data(), base, bytes, cudaMemcpyDeviceToHost);
+      return v;
+    }
+#endif
+    std::memcpy(v.data(), base, bytes);
+    return v;
+  }
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using namespace pd::kvtransfer;
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s name arena_bytes compat [port]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s name arena_bytes compat [port] [--transport T] [--mem M] "
+                 "[--secret S]\n", argv[0]);
     return 2;
   }
   EngineOptions o;
   o.name = argv[1];
   o.compat_hash = std::stoull(argv[3]);
-  if (argc > 4) o.listen_port = std::stoi(argv[4]);
-  std::vector<uint8_t> mem(std::stoull(argv[2]));
+  Arena a;
+  a.bytes = std::stoull(argv[2]);
+  int i = 4;
+  if (argc > 4 && argv[4][0] != '-') o.listen_port = std::stoi(argv[i++]);
+  for (; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--transport") o.transport = v;
+    else if (k == "--mem") a.kind = v;
+    else if (k == "--secret") o.auth_secret = v;
+  }
+  if (!a.Alloc()) {
+    std::cout << "ERROR cannot allocate a " << a.kind << " arena" << std::endl;
+    return 1;
+  }
   TransferEngine e(o);
-  if (!e.RegisterArena({mem.data(), mem.size()}).ok() || !e.Start().ok()) return 1;
+  const MemoryKind kind = a.kind == "gpu" ? MemoryKind::kCuda : MemoryKind::kHost;
+  pd::Status st = e.RegisterArena({a.base, a.bytes, kind, 0}).status();
+  if (st.ok()) st = e.Start();
+  if (!st.ok()) {
+    std::cout << "ERROR " << st.ToString() << std::endl;
+    return 1;
+  }
   std::string hex;
   for (unsigned char ch : e.LocalMetadata()) {
     static const char* d = "0123456789abcdef";
@@ -37,10 +106,15 @@ int main(int argc, char** argv) {
     if (cmd == "sum") {
       uint64_t off = 0, len = 0, h = 1469598103934665603ull;
       std::cin >> off >> len;
-      for (uint64_t i = off; i < off + len && i < mem.size(); ++i) {
-        h = (h ^ mem[i]) * 1099511628211ull;
+      const std::vector<uint8_t> mem = a.Read();
+      for (uint64_t j = off; j < off + len && j < mem.size(); ++j) {
+        h = (h ^ mem[j]) * 1099511628211ull;
       }
       std::cout << "SUM " << h << std::endl;
+    } else if (cmd == "nonzero") {
+      size_t n = 0;
+      for (uint8_t b : a.Read()) n += b != 0;
+      std::cout << "NONZERO " << n << std::endl;
     } else if (cmd == "notes") {
       auto notes = e.GetNotifications();
       std::string joined;
