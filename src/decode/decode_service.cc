@@ -25,11 +25,7 @@ void DecodeServiceImpl::PollNotifications() {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (stop_) return;
-      // Notices nobody claimed (router gave up) are dropped after a minute.
-      const auto old = Clock::now() - std::chrono::seconds(60);
-      for (auto it = arrived_.begin(); it != arrived_.end();) {
-        it = it->second.at < old ? arrived_.erase(it) : std::next(it);
-      }
+      if (Clock::now() - last_sweep_ > std::chrono::seconds(1)) SweepLocked();
     }
     std::vector<kvtransfer::Notification> ns = d_->transfer->GetNotifications();
     if (ns.empty()) {
@@ -43,9 +39,42 @@ void DecodeServiceImpl::PollNotifications() {
         PD_LOG_WARN("{}: malformed KV notification from {} ignored", d_->inst.name, n.peer_name);
         continue;
       }
-      arrived_[notice.request_id()] = Arrival{notice, Clock::now()};
+      RouteNotice(notice, n.peer_name);
     }
     cv_.notify_all();
+  }
+}
+
+void DecodeServiceImpl::RouteNotice(const v1::KvReadyNotice& notice, const std::string& peer) {
+  const std::string& id = notice.request_id();
+  // The lease id is the generation of the blocks: a notice (and the writes before it) for a
+  // lease that has ended belongs to a dead attempt. Its arrival proves that writer is done.
+  if (d_->engine->ReleaseFenced(notice.lease_id())) {
+    PD_LOG_INFO("{}: late KV notice for ended lease {} from {}; its fenced blocks are freed", id,
+                notice.lease_id(), peer);
+    return;
+  }
+  if (d_->engine->LiveLease(id) != notice.lease_id()) {
+    PD_LOG_WARN("{}: KV notice for lease {} from {} is not the request's live lease; ignored", id,
+                notice.lease_id(), peer);
+    return;
+  }
+  arrived_[id] = Arrival{notice, Clock::now()};
+}
+
+void DecodeServiceImpl::SweepLocked() {
+  last_sweep_ = Clock::now();
+  for (auto it = arrived_.begin(); it != arrived_.end();) {
+    const uint64_t lease = it->second.notice.lease_id();
+    if (d_->engine->LiveLease(it->first) == lease) {
+      ++it;
+      continue;
+    }
+    d_->engine->ReleaseFenced(lease);  // the lease ended after its writer had reported
+    it = arrived_.erase(it);
+  }
+  for (auto it = to_stage_.begin(); it != to_stage_.end();) {
+    it = d_->engine->LiveLease(it->first) == it->second.lease ? std::next(it) : to_stage_.erase(it);
   }
 }
 
@@ -64,8 +93,9 @@ grpc::Status DecodeServiceImpl::Reserve(grpc::ServerContext*, const v1::ReserveR
     arrived_.erase(req->request_id());  // a stale notice of an earlier attempt
     if (d_->kv_mirror) {
       const size_t first = static_cast<size_t>(r->num_cached_tokens / d_->engine->block_size());
-      to_stage_[req->request_id()].assign(r->blocks.begin() + std::min(first, r->blocks.size()),
-                                          r->blocks.end());
+      Staging& st = to_stage_[req->request_id()];
+      st.lease = r->lease;
+      st.blocks.assign(r->blocks.begin() + std::min(first, r->blocks.size()), r->blocks.end());
     }
   }
   v1::TransferTarget t;
@@ -132,11 +162,14 @@ grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::Decod
   er.sampling.seed = req->sampling().seed();
   er.lease = req->lease_id();
   if (st.ok()) st = d_->engine->CheckPrompt(er.prompt, er.max_tokens);
+  bool writer_done = req->prefill_locally();  // no remote writer was (or is still) involved
   if (st.ok() && !req->prefill_locally()) {
     if (er.lease == 0) st = InvalidArgument("remote prefill needs a lease_id (call Reserve)");
     const auto until = serving::CallDeadline(ctx, d_->inst.timeouts.transfer_ms);
     StatusOr<v1::KvReadyNotice> n = st.ok() ? WaitForKv(ctx, id, until) : StatusOr<v1::KvReadyNotice>(st);
     if (!n.ok()) st = n.status();
+    // P's final notice, error or not, says it stopped writing: no fence needed after it.
+    if (n.ok()) writer_done = true;
     if (st.ok() && !n->error().empty()) st = Aborted("prefill failed: " + n->error());
     if (st.ok()) st = serving::CheckMatch("compat hash", d_->compat_hash, n->compat_hash());
     if (st.ok()) st = serving::CheckMatch("decode incarnation", d_->incarnation, n->decode_incarnation());
@@ -152,7 +185,9 @@ grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::Decod
       std::vector<int32_t> blocks;
       {
         std::lock_guard<std::mutex> l(mu_);
-        blocks = std::move(to_stage_[id]);
+        if (auto it = to_stage_.find(id); it != to_stage_.end() && it->second.lease == er.lease) {
+          blocks = std::move(it->second.blocks);
+        }
         to_stage_.erase(id);
       }
       st = serving::StageBlocks(d_, blocks, 0, d_->runner->kv_arena().layout.num_layers - 1,
@@ -161,12 +196,15 @@ grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::Decod
     if (st.ok()) er.remote_first_token = n->first_token();
   }
   if (!st.ok()) {
-    d_->engine->Cancel(id);  // frees the lease now rather than at its expiry
+    // Ends the lease now rather than at its expiry: freed, or fenced while P may still write.
+    d_->engine->Cancel(id, writer_done);
+    std::lock_guard<std::mutex> l(mu_);
+    to_stage_.erase(id);
     return serving::ToGrpc(st.WithContext(d_->inst.name));
   }
   StatusOr<std::shared_ptr<serving::OutputStream>> out = d_->engine->Submit(std::move(er));
   if (!out.ok()) {
-    d_->engine->Cancel(id);
+    d_->engine->Cancel(id, writer_done);
     return serving::ToGrpc(out.status().WithContext(d_->inst.name));
   }
   return Stream(ctx, id, *out, w);
@@ -210,10 +248,17 @@ grpc::Status DecodeServiceImpl::Stream(grpc::ServerContext* ctx, const std::stri
 
 grpc::Status DecodeServiceImpl::Cancel(grpc::ServerContext*, const v1::CancelRequest* req,
                                        v1::CancelResponse* resp) {
-  bool found = d_->engine->Cancel(req->request_id());
+  bool found = false;
   {
     std::lock_guard<std::mutex> l(mu_);
-    found = arrived_.erase(req->request_id()) > 0 || found;
+    const std::string& id = req->request_id();
+    // A filed final notice means the writer is done: the lease is freed, not fenced.
+    auto it = arrived_.find(id);
+    const bool writer_done =
+        it != arrived_.end() && it->second.notice.lease_id() == d_->engine->LiveLease(id);
+    found = d_->engine->Cancel(id, writer_done);
+    found = arrived_.erase(id) > 0 || found;
+    to_stage_.erase(id);
   }
   resp->set_found(found);
   return grpc::Status::OK;

@@ -35,6 +35,12 @@ class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
     std::chrono::steady_clock::time_point at;
   };
   void PollNotifications();
+  // A received notice: frees a fenced lease, or files it for its Decode call when it is for the
+  // request's live lease; a notice for any other (older) lease is dropped. Holds mu_.
+  void RouteNotice(const ::pdserve::v1::KvReadyNotice& notice, const std::string& peer);
+  // Once a second: drops staging lists and filed notices whose lease is no longer live (expired,
+  // cancelled), releasing the fence of a lease whose writer already reported. Holds mu_.
+  void SweepLocked();
   // Waits for the request's KvReadyNotice until `until` (or the call is cancelled).
   StatusOr<::pdserve::v1::KvReadyNotice> WaitForKv(grpc::ServerContext* ctx,
                                                    const std::string& id,
@@ -48,7 +54,12 @@ class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
   std::condition_variable cv_;
   std::map<std::string, Arrival> arrived_;
   // GPU arenas: the reserved blocks P writes (into the host mirror), staged to the GPU on arrival.
-  std::map<std::string, std::vector<int32_t>> to_stage_;
+  struct Staging {
+    LeaseId lease = 0;
+    std::vector<int32_t> blocks;
+  };
+  std::map<std::string, Staging> to_stage_;
+  std::chrono::steady_clock::time_point last_sweep_;
   int awaiting_ = 0;
   bool stop_ = false;
   std::thread poller_;

@@ -40,6 +40,10 @@ void PrefillServiceImpl::OnLayer(const std::vector<serving::ChunkInfo>& chunks, 
     auto it = xfers_.find(c.id);
     if (it == xfers_.end() || !it->second->error.ok()) continue;
     Xfer& x = *it->second;
+    if (Clock::now() >= x.until) {  // D may have reused these blocks' lease by now: stop writing
+      x.error = DeadlineExceeded("prefill deadline passed before layer " + std::to_string(layer));
+      continue;
+    }
     const int bs = local.block_size;
     const int d_first = x.target.cached_tokens() / bs;  // D holds blocks before this one
     // Blocks complete after this chunk: full ones, plus the tail after the last chunk.
@@ -109,6 +113,7 @@ Status PrefillServiceImpl::Finish(const std::string& id, int32_t first_token,
       d_->transfer->PostNotification(x->peer, n.SerializeAsString(), Left(until));
   if (err.ok() && !nt.ok()) err = nt.status().WithContext("notify " + x->target.decode_name());
   if (nt.ok()) {
+    x->notice_sent = true;
     const kvtransfer::TransferResult r = d_->transfer->Wait(*nt, Left(until));
     if (err.ok() && r.state != kvtransfer::TransferState::kDone) {
       err = r.state == kvtransfer::TransferState::kError
@@ -176,6 +181,7 @@ grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::Pre
   x->remote_layout = layout;
   x->remote_layout.num_blocks = x->target.num_blocks();
   x->prompt_len = static_cast<int>(prompt.size());
+  x->until = until;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (xfers_.count(id)) return grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "request '" + id + "' is already prefilling here");
@@ -217,10 +223,11 @@ grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::Pre
   {
     std::lock_guard<std::mutex> l(mu_);
     for (kvtransfer::TransferId t : x->posted) d_->transfer->Release(t);  // fails leftovers
-    xfers_.erase(id);
+    xfers_.erase(id);  // no layer hook posts for this request after this point
     --inflight_;
   }
   d_->engine->Release(id);
+  if (!st.ok() && !x->notice_sent) SendTombstone(id, *x, st);
   if (!st.ok()) {
     PD_LOG_INFO("{}: prefill failed: {}", id, st.ToString());
     return serving::ToGrpc(st.WithContext(d_->inst.name));
@@ -232,6 +239,24 @@ grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::Pre
   resp->set_transfer_ms(MsSince(t_forward));
   resp->set_prefill_ms(MsSince(t0));
   return grpc::Status::OK;
+}
+
+void PrefillServiceImpl::SendTombstone(const std::string& id, Xfer& x, const Status& why) {
+  v1::KvReadyNotice n;
+  n.set_request_id(id);
+  n.set_lease_id(x.target.lease_id());
+  n.set_decode_incarnation(x.target.decode_incarnation());
+  n.set_prefill_incarnation(d_->incarnation);
+  n.set_compat_hash(d_->compat_hash);
+  n.set_first_token(-1);
+  n.set_num_tokens(x.prompt_len);
+  n.set_error("prefill attempt ended: " + why.ToString());
+  StatusOr<kvtransfer::TransferId> t =
+      d_->transfer->PostNotification(x.peer, n.SerializeAsString(), std::chrono::milliseconds(1000));
+  if (!t.ok()) return;  // D then frees the fenced blocks at its fence time
+  const kvtransfer::TransferResult r = d_->transfer->Wait(*t, std::chrono::milliseconds(1000));
+  x.notice_sent = r.state == kvtransfer::TransferState::kDone;
+  d_->transfer->Release(*t);
 }
 
 grpc::Status PrefillServiceImpl::Cancel(grpc::ServerContext*, const v1::CancelRequest* req,

@@ -41,7 +41,12 @@ class PrefillServiceImpl final : public ::pdserve::v1::PrefillService::Service {
     std::vector<kvtransfer::TransferId> posted;
     int64_t bytes = 0;
     Status error;
+    std::chrono::steady_clock::time_point until;  // the prefill's deadline: no write after it
+    bool notice_sent = false;  // D got (or was sent) this attempt's final KvReadyNotice
   };
+  // After a failed attempt stopped writing: tells D (best effort, short deadline) that this
+  // lease's writer is done, so D frees its fenced blocks at once instead of at the fence time.
+  void SendTombstone(const std::string& id, Xfer& x, const Status& why);
   // Validates the request and its target, resolves D's transfer peer into x.
   Status Check(const ::pdserve::v1::PrefillRequest& req, const std::vector<int32_t>& prompt,
                Xfer* x);

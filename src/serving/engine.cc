@@ -1,6 +1,7 @@
 #include "serving/engine.h"
 
 #include <algorithm>
+#include <limits>
 #include <span>
 
 #include "common/logging.h"
@@ -110,12 +111,21 @@ StatusOr<Reservation> Engine::Reserve(const std::string& id, const std::vector<i
   if (seqs_.count(id) || leases_.count(id)) {
     return Status(StatusCode::kAlreadyExists, "request '" + id + "' is already live here");
   }
+  if (opts_.max_queue > 0 &&
+      static_cast<int>(waiting_.size() + leases_.size()) >= opts_.max_queue) {
+    return ResourceExhausted("queue full: " + std::to_string(waiting_.size()) + " waiting + " +
+                             std::to_string(leases_.size()) + " reserved (max_queue " +
+                             std::to_string(opts_.max_queue) + ")");
+  }
   const int64_t now = NowMs();
-  blocks_.ExpireLeases(now);  // also done by the loop; here so a full pool frees before failing
-  StatusOr<Reservation> r = blocks_.Reserve(prompt, now + lease_ms);
+  ExpireLeases();  // also done by the loop; here so a full pool frees before failing
+  // The block manager holds the blocks past the lease for the fence time: a lease that ends
+  // uncommitted is fenced until then (or until ReleaseFenced), never reused under a late write.
+  StatusOr<Reservation> r = blocks_.Reserve(prompt, now + lease_ms + opts_.lease_fence_ms);
   if (!r.ok()) return r.status();
   leases_[id] = *r;
   lease_owner_[r->lease] = id;
+  lease_deadline_[r->lease] = now + lease_ms;
   return r;
 }
 
@@ -127,12 +137,21 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Submit(EngineRequest req) {
   if (seqs_.count(req.id)) {
     return Status(StatusCode::kAlreadyExists, "request '" + req.id + "' is already running");
   }
+  if (req.lease == 0 && opts_.max_queue > 0 &&
+      static_cast<int>(waiting_.size()) >= opts_.max_queue) {
+    return ResourceExhausted("queue full: " + std::to_string(waiting_.size()) +
+                             " requests waiting (max_queue " + std::to_string(opts_.max_queue) +
+                             ")");
+  }
   if (req.lease != 0) {
     auto it = leases_.find(req.id);
     if (it == leases_.end() || it->second.lease != req.lease) {
       return NotFound("no live lease " + std::to_string(req.lease) + " for request '" + req.id +
                       "' (expired or cancelled)");
     }
+    // Committed by this submission: it no longer expires while queued (max_queue bounds that).
+    lease_deadline_.erase(req.lease);
+    (void)blocks_.ExtendLease(req.lease, std::numeric_limits<int64_t>::max() / 2);
   }
   auto s = std::make_unique<Seq>();
   s->sid = next_sid_++;
@@ -147,14 +166,11 @@ StatusOr<std::shared_ptr<OutputStream>> Engine::Submit(EngineRequest req) {
   return out;
 }
 
-bool Engine::Cancel(const std::string& id) {
+bool Engine::Cancel(const std::string& id, bool writer_done) {
   std::lock_guard<std::mutex> l(mu_);
   bool found = false;
-  auto lt = leases_.find(id);
-  if (lt != leases_.end()) {
-    (void)blocks_.Cancel(lt->second.lease);
-    lease_owner_.erase(lt->second.lease);
-    leases_.erase(lt);
+  if (leases_.count(id)) {
+    RetireLease(id, writer_done);
     found = true;
   }
   auto it = seqs_.find(id);
@@ -164,6 +180,38 @@ bool Engine::Cancel(const std::string& id) {
   }
   work_cv_.notify_all();
   return found;
+}
+
+LeaseId Engine::LiveLease(const std::string& id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = leases_.find(id);
+  return it == leases_.end() ? 0 : it->second.lease;
+}
+
+bool Engine::ReleaseFenced(LeaseId lease) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = fenced_.find(lease);
+  if (it == fenced_.end()) return false;
+  (void)blocks_.Cancel(lease);
+  PD_LOG_DEBUG("{}: fenced lease {} released (its writer is done)", it->second, lease);
+  fenced_.erase(it);
+  work_cv_.notify_all();
+  return true;
+}
+
+void Engine::RetireLease(const std::string& id, bool writer_done) {
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  const LeaseId lease = it->second.lease;
+  leases_.erase(it);
+  lease_owner_.erase(lease);
+  lease_deadline_.erase(lease);
+  if (opts_.lease_fence_ms > 0 && !writer_done) {
+    (void)blocks_.ExtendLease(lease, NowMs() + opts_.lease_fence_ms);
+    fenced_[lease] = id;
+    return;
+  }
+  (void)blocks_.Cancel(lease);
 }
 
 void Engine::Release(const std::string& id) {
@@ -180,6 +228,7 @@ EngineStats Engine::Stats() {
   s.waiting = static_cast<int>(waiting_.size());
   s.running = static_cast<int>(running_.size());
   s.leases = static_cast<int>(leases_.size());
+  s.fenced = static_cast<int>(fenced_.size());
   for (auto& [id, q] : seqs_) s.held += q->finished ? 1 : 0;
   s.steps = steps_;
   s.preemptions = preemptions_;
@@ -206,11 +255,30 @@ void Engine::Loop() {
 }
 
 void Engine::ExpireLeases() {
-  for (LeaseId id : blocks_.ExpireLeases(NowMs())) {
+  const int64_t now = NowMs();
+  // Live leases past their lease time stop being committable (fenced, or freed without a fence).
+  std::vector<std::pair<LeaseId, std::string>> late;
+  for (const auto& [lease, deadline] : lease_deadline_) {
+    if (deadline < now) late.emplace_back(lease, lease_owner_[lease]);
+  }
+  for (const auto& [lease, id] : late) {
+    PD_LOG_INFO("{}: lease {} expired uncommitted; blocks {}", id, lease,
+                opts_.lease_fence_ms > 0 ? "fenced" : "freed");
+    RetireLease(id, false);
+  }
+  // The block manager frees leases past their (fence-extended) deadline.
+  for (LeaseId id : blocks_.ExpireLeases(now)) {
+    if (auto f = fenced_.find(id); f != fenced_.end()) {
+      PD_LOG_INFO("{}: fenced lease {} released after {} ms (no word from its writer)", f->second,
+                  id, opts_.lease_fence_ms);
+      fenced_.erase(f);
+      continue;
+    }
     auto it = lease_owner_.find(id);
     if (it == lease_owner_.end()) continue;
     PD_LOG_INFO("{}: lease {} expired; blocks freed", it->second, id);
     leases_.erase(it->second);
+    lease_deadline_.erase(id);
     lease_owner_.erase(it);
   }
 }
@@ -344,6 +412,7 @@ Status Engine::AdmitOne(Seq* s) {
     Status st = blocks_.Commit(s->req.lease, s->sid, NowMs());
     const Reservation res = it->second;
     lease_owner_.erase(res.lease);
+    lease_deadline_.erase(res.lease);
     leases_.erase(it);
     if (!st.ok()) return st.WithContext("commit lease");
     s->admitted = true;
@@ -446,12 +515,9 @@ void Engine::Finish(Seq* s, pd::serving::Finish f, Status st) {
   if (observer_.on_finish) observer_.on_finish(f, o.status);
   s->out->Push(std::move(o));
   if (s->req.lease != 0 && s->first_admission) {
+    // Submitted (its KV arrived, or D prefills it): no remote writer is left; free at once.
     auto it = leases_.find(s->req.id);
-    if (it != leases_.end()) {
-      (void)blocks_.Cancel(it->second.lease);
-      lease_owner_.erase(it->second.lease);
-      leases_.erase(it);
-    }
+    if (it != leases_.end() && it->second.lease == s->req.lease) RetireLease(s->req.id, true);
   }
   running_.erase(std::remove(running_.begin(), running_.end(), s), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());

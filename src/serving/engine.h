@@ -85,6 +85,14 @@ struct EngineRequest {
 };
 
 struct EngineOptions {
+  // Leases (decode side) that end without a commit — cancelled, or past their lease time — are
+  // FENCED for this long instead of freed when > 0: their blocks stay out of the pool because a
+  // remote prefill that was given them may still be writing (a timed-out, stalled or cut-off P).
+  // ReleaseFenced() frees them early once the writer is known done (its KvReadyNotice).
+  int64_t lease_fence_ms = 0;
+  // Bound on queued work (waiting sequences + live leases); beyond it Submit and Reserve answer
+  // RESOURCE_EXHAUSTED instead of queueing. 0 = unbounded.
+  int max_queue = 0;
   int max_batch_tokens = 2048;
   int max_seqs = 64;
   int prefill_chunk_tokens = 512;
@@ -114,6 +122,7 @@ struct EngineStats {
   int waiting = 0;
   int running = 0;
   int leases = 0;
+  int fenced = 0;  // ended leases whose blocks are held until their writer is known done
   int held = 0;
   int64_t steps = 0;
   int64_t preemptions = 0;
@@ -139,8 +148,13 @@ class Engine {
   // prompt + max_tokens beyond max_model_len; ALREADY_EXISTS: id live; NOT_FOUND: lease not held
   // for this id) and queues it.
   StatusOr<std::shared_ptr<OutputStream>> Submit(EngineRequest req);
-  // Cancels the request's lease or sequence (freed at the next step). False if unknown.
-  bool Cancel(const std::string& id);
+  // Cancels the request's lease or sequence (freed at the next step). An uncommitted lease is
+  // fenced (EngineOptions::lease_fence_ms) unless `writer_done`. False if unknown.
+  bool Cancel(const std::string& id, bool writer_done = false);
+  // The live (uncommitted, unexpired) lease of request `id`, or 0.
+  LeaseId LiveLease(const std::string& id);
+  // Frees a fenced lease's blocks now (its writer finished or failed). False if not fenced.
+  bool ReleaseFenced(LeaseId lease);
   // Frees the blocks of a finished hold_blocks request.
   void Release(const std::string& id);
 
@@ -174,6 +188,8 @@ class Engine {
   void Finish(Seq* s, pd::serving::Finish f, Status st);
   void Drop(Seq* s);
   void ExpireLeases();
+  // Ends a live lease without commit: fences it (lease_fence_ms > 0 and !writer_done) or frees.
+  void RetireLease(const std::string& id, bool writer_done);
   static int64_t NowMs();
 
   ModelRunner* runner_;
@@ -191,6 +207,8 @@ class Engine {
   std::vector<Seq*> running_;
   std::map<std::string, Reservation> leases_;  // request id -> live lease
   std::map<LeaseId, std::string> lease_owner_;
+  std::map<LeaseId, int64_t> lease_deadline_;  // live leases: when they stop being committable
+  std::map<LeaseId, std::string> fenced_;      // fenced lease -> its request id (logs)
   SeqId next_sid_ = 1;
   int64_t steps_ = 0;
   int64_t preemptions_ = 0;

@@ -31,6 +31,8 @@ StatusOr<DaemonStats> GetDaemonStats(const std::string& addr, bool is_decode) {
   d.waiting = resp.waiting();
   d.running = resp.running();
   d.steps = resp.steps();
+  d.awaiting_kv = resp.awaiting_kv();
+  d.leases = resp.leases();
   return d;
 }
 

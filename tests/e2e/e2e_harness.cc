@@ -136,9 +136,10 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     << "\n  backend: cpu\n  cpu_threads: 1\n"
     << "  kv: {blocks: " << spec.kv_blocks << ", block_size: 16}\n"
     << "  max_seqs: 64\n  max_batch_tokens: 1024\n  prefill_chunk_tokens: 256\n"
-    << "  lease_ms: " << Scaled(5000) << "\n  timeouts: {rpc_ms: " << Scaled(3000)
-    << ", prefill_ms: " << Scaled(10000) << ", transfer_ms: " << Scaled(5000) << "}\n"
-    << "router:\n  host: 127.0.0.1\n  port: " << router_port
+    << "  lease_ms: " << Scaled(spec.lease_ms) << "\n  timeouts: {rpc_ms: " << Scaled(spec.rpc_ms)
+    << ", prefill_ms: " << Scaled(spec.prefill_ms) << ", transfer_ms: " << Scaled(spec.transfer_ms)
+    << "}\n"
+    << spec.extra_defaults << "router:\n  host: 127.0.0.1\n  port: " << router_port
     << "\n  disagg_threshold_tokens: " << spec.disagg_threshold
     << "\n  health_interval_ms: 200\n  health_timeout_ms: 500\n  prefill_retries: "
     << spec.prefill_retries << "\n  max_tokens_limit: 512\n"
@@ -148,6 +149,10 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     if (!spec.metrics) return "";
     d->metrics_ports_[name] = FreePort();
     return ", metrics_port: " + std::to_string(d->metrics_ports_[name]);
+  };
+  auto extra = [&](const std::string& name) -> std::string {
+    auto it = spec.extra_instance.find(name);
+    return it == spec.extra_instance.end() ? "" : it->second;
   };
   if (spec.metrics) {
     d->metrics_ports_["router"] = FreePort();
@@ -159,14 +164,14 @@ StatusOr<std::unique_ptr<Deployment>> Deployment::Start(const DeploySpec& spec, 
     const int port = FreePort();
     const std::string name = "prefill-" + std::to_string(i);
     d->addrs_[name] = "127.0.0.1:" + std::to_string(port);
-    y << "  - {name: " << name << ", port: " << port << metrics(name) << "}\n";
+    y << "  - {name: " << name << ", port: " << port << metrics(name) << extra(name) << "}\n";
   }
   y << "decode:\n";
   for (int i = 0; i < spec.num_decode; ++i) {
     const int port = FreePort();
     const std::string name = "decode-" + std::to_string(i);
     d->addrs_[name] = "127.0.0.1:" + std::to_string(port);
-    y << "  - {name: " << name << ", port: " << port << metrics(name) << "}\n";
+    y << "  - {name: " << name << ", port: " << port << metrics(name) << extra(name) << "}\n";
   }
   std::ofstream(d->yaml_path_) << y.str();
 
@@ -218,10 +223,28 @@ Status Deployment::WaitReady(int timeout_s) {
       int pid;
       if (std::sscanf(line.c_str(), "started %127s pid %d", name, &pid) == 2) pids_[name] = pid;
       if (line.rfind("ready ", 0) == 0) {
-        // Keep draining pd-up's stdout so it never blocks on a full pipe.
-        std::thread([fd = up_stdout_] {
+        // Keep draining pd-up's stdout so it never blocks on a full pipe; track restarts.
+        {
+          std::lock_guard<std::mutex> l(*pids_mu_);
+          *live_pids_ = pids_;
+        }
+        std::thread([fd = up_stdout_, mu = pids_mu_, live = live_pids_] {
           char t[1024];
-          while (read(fd, t, sizeof t) > 0) {
+          std::string pending;
+          ssize_t got;
+          while ((got = read(fd, t, sizeof t)) > 0) {
+            pending.append(t, got);
+            size_t e;
+            while ((e = pending.find('\n')) != std::string::npos) {
+              char nm[128];
+              int np;
+              if (std::sscanf(pending.substr(0, e).c_str(), "restarted %127s pid %d", nm, &np) ==
+                  2) {
+                std::lock_guard<std::mutex> l(*mu);
+                (*live)[nm] = np;
+              }
+              pending.erase(0, e + 1);
+            }
           }
         }).detach();
         up_stdout_ = -1;
@@ -250,8 +273,25 @@ std::string Deployment::InstanceAddress(const std::string& name) const {
 }
 
 pid_t Deployment::pid(const std::string& name) const {
-  auto it = pids_.find(name);
-  return it == pids_.end() ? -1 : it->second;
+  std::lock_guard<std::mutex> l(*pids_mu_);
+  const auto& m = live_pids_->empty() ? pids_ : *live_pids_;
+  auto it = m.find(name);
+  return it == m.end() ? -1 : it->second;
+}
+
+void Deployment::Signal(const std::string& name, int sig) {
+  const pid_t p = pid(name);
+  if (p > 0) kill(p, sig);
+}
+
+bool Deployment::WaitRestarted(const std::string& name, pid_t old_pid, int timeout_s) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  while (std::chrono::steady_clock::now() < until) {
+    const pid_t p = pid(name);
+    if (p > 0 && p != old_pid) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 void Deployment::Kill(const std::string& name) {
