@@ -213,6 +213,44 @@ TEST(MetricsE2eTest, CountersMatchTheTrafficAndPromtoolAccepts) {
       << "D sends no KV, so it has no outgoing paths";
 }
 
+// The prefill daemon is gone: the request is prefilled on D and the router counts exactly one
+// fallback (which reason depends on whether a health poll noticed first: `no_healthy_prefill`,
+// or a failed remote attempt: `retries_exhausted`), and D's forwards computed the whole prompt.
+TEST(MetricsE2eTest, FallbackToDecodeIsCounted) {
+  DeploySpec spec;
+  spec.metrics = true;
+  spec.disagg_threshold = 0;
+  auto dep = Deployment::Start(spec);
+  ASSERT_TRUE(dep.ok()) << dep.status().ToString();
+  Deployment& d = **dep;
+  d.Kill("prefill-0");
+  client::Client c(d.endpoint());
+  client::GenerateParams p;
+  p.ids = Prompt(kPromptLen, 5);
+  p.max_tokens = kMaxTokens;
+  p.ignore_eos = true;
+  const client::GenerateResult res = c.Generate(p, {}, 60000);
+  ASSERT_TRUE(res.status.ok()) << res.status.ToString();
+  Samples r, dm;
+  for (int i = 0; i < 100; ++i) {
+    auto a = Scrape(d.metrics_port("router")), e = Scrape(d.metrics_port("decode-0"));
+    ASSERT_TRUE(a.ok() && e.ok());
+    r = Parse(*a), dm = Parse(*e);
+    if (V(r, Q("pd_router_requests_total", "outcome=\"ok\"")) == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(V(r, Q("pd_router_requests_total", "outcome=\"ok\"")), 1);
+  EXPECT_EQ(V(r, Q("pd_router_prefill_fallbacks_total", "reason=\"retries_exhausted\"")) +
+                V(r, Q("pd_router_prefill_fallbacks_total", "reason=\"no_healthy_prefill\"")),
+            1);
+  EXPECT_EQ(V(r, Q("pd_router_prefill_decisions_total", "path=\"disaggregated\"")) +
+                V(r, Q("pd_router_prefill_decisions_total", "path=\"local\"")),
+            1);
+  EXPECT_EQ(V(r, Q("pd_router_instance_up", "instance=\"prefill-0\",role=\"prefill\"")), 0);
+  EXPECT_EQ(V(dm, "pd_engine_batch_tokens_sum"), kPromptLen + kMaxTokens - 1);
+  EXPECT_EQ(V(dm, "pd_kv_transfer_bytes_total{direction=\"received\"}"), 0);
+}
+
 TEST(MetricsE2eTest, GrpcHealthServiceOnEveryProcess) {
   DeploySpec spec;
   auto dep = Deployment::Start(spec);
