@@ -38,25 +38,39 @@ double CapacityGuess(const Deployment& d, double isl, double osl) {
   return std::min(d.num_prefill * per_p, d.num_decode * per_d);
 }
 
-SimResult RunAt(const Deployment& d, const PlanSpec& s, double rate) {
+// Seconds of arrivals that reach steady state: several lifetimes of one request.
+double Horizon(const Deployment& d, const PlanSpec& s) {
+  if (s.horizon_s > 0) return s.horizon_s;
+  const CostModel dc(d.decode_profile), pc(d.prefill_profile);
+  const double isl = MeanOf(s.input), osl = MeanOf(s.output);
+  const double life =
+      (pc.PrefillMs(isl) + osl * dc.DecodeMs(d.decode.max_seqs / 2.0, isl + osl / 2)) / 1e3;
+  return std::max(30.0, 4 * life);
+}
+
+SimResult RunAt(const Deployment& d, const PlanSpec& s, double rate, int* warmup) {
   WorkloadSpec w;
   w.input = s.input;
   w.output = s.output;
   w.rate = rate;
-  w.num_requests = s.num_requests;
+  w.num_requests = static_cast<int>(std::clamp(rate * Horizon(d, s), 1.0 * s.num_requests,
+                                               1.0 * std::max(s.num_requests, s.max_requests)));
   w.seed = s.seed;
   SimOptions o;
+  o.warmup = w.num_requests / 4;
   o.slo_ttft_ms = s.slo_ttft_ms;
   o.slo_tpot_ms = s.slo_tpot_ms;
+  *warmup = o.warmup;
   return Simulate(d, MakeRequests(w), o);
 }
 
 }  // namespace
 
-double Attainment(const SimResult& r, double slo_ttft_ms, double slo_tpot_ms) {
-  if (r.requests.empty()) return 0;
+double Attainment(const SimResult& r, double slo_ttft_ms, double slo_tpot_ms, int warmup) {
+  if (static_cast<int>(r.requests.size()) <= warmup) return 0;
   int good = 0;
-  for (const RequestOutcome& x : r.requests) {
+  for (size_t i = std::max(0, warmup); i < r.requests.size(); ++i) {
+    const RequestOutcome& x = r.requests[i];
     if (!x.ok) continue;
     const double tpot = x.output > 1 ? (x.e2e_ms - x.ttft_ms) / (x.output - 1) : 0;
     if ((slo_ttft_ms <= 0 || x.ttft_ms <= slo_ttft_ms) &&
@@ -64,13 +78,14 @@ double Attainment(const SimResult& r, double slo_ttft_ms, double slo_tpot_ms) {
       ++good;
     }
   }
-  return static_cast<double>(good) / r.requests.size();
+  return static_cast<double>(good) / (r.requests.size() - std::max(0, warmup));
 }
 
 double FindGoodput(const Deployment& d, const PlanSpec& s, SimResult* at) {
   auto ok = [&](double rate, SimResult* out) {
-    SimResult r = RunAt(d, s, rate);
-    const bool pass = Attainment(r, s.slo_ttft_ms, s.slo_tpot_ms) >= s.attainment;
+    int warmup = 0;
+    SimResult r = RunAt(d, s, rate, &warmup);
+    const bool pass = Attainment(r, s.slo_ttft_ms, s.slo_tpot_ms, warmup) >= s.attainment;
     if (pass && out) *out = std::move(r);
     return pass;
   };
@@ -109,7 +124,8 @@ std::vector<Candidate> Plan(const PlanSpec& s) {
     if (x > 0) {
       c.kv_gbps_per_p = c.goodput * MeanOf(s.input) * p->kv_bytes_per_token * 8 / 1e9 / x;
     }
-    if (s.rate > 0) c.at_rate = RunAt(dep, s, s.rate);
+    int warmup = 0;
+    if (s.rate > 0) c.at_rate = RunAt(dep, s, s.rate, &warmup);
     out.push_back(std::move(c));
   };
   for (const Profile& dp : s.profiles) {

@@ -22,7 +22,11 @@ struct PlanSpec {
   EngineParams prefill{16384, 16, 8192, 16, 0};
   EngineParams decode{8192, 256, 1024, 16, 0};
   int disagg_threshold_tokens = 256;
-  int num_requests = 300;    // simulated per rate probe
+  int num_requests = 300;    // simulated per rate probe, at least; more when the rate x
+                             // horizon asks for more (steady state), at most max_requests
+  int max_requests = 20000;
+  double horizon_s = 0;      // arrivals span this long (0: max(30 s, 4 x a request's life));
+                             // the first quarter of the requests is warm-up (not scored)
   uint64_t seed = 1;
   double rate = 0;           // > 0: also evaluate every candidate at this rate
   int rate_iters = 7;        // bisection steps of the goodput search
@@ -48,7 +52,7 @@ std::vector<Candidate> Plan(const PlanSpec& s);
 // Goodput search for one deployment (used by Plan; exposed for tests).
 double FindGoodput(const Deployment& d, const PlanSpec& s, SimResult* at);
 
-// Fraction of requests that completed within both SLOs.
-double Attainment(const SimResult& r, double slo_ttft_ms, double slo_tpot_ms);
+// Fraction of requests [warmup, n) that completed within both SLOs.
+double Attainment(const SimResult& r, double slo_ttft_ms, double slo_tpot_ms, int warmup = 0);
 
 }  // namespace pd::planner

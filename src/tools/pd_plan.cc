@@ -121,7 +121,10 @@ int main(int argc, char** argv) {
                 best_dis->x, best_dis->y, best_dis->kv_gbps_per_p,
                 100 * best_dis->kv_gbps_per_p / (s.link.gbps * best_dis->tp_p));
   }
-  if (colo) {
+  if ((!best_dis || best_dis->goodput <= 0) && (!colo || colo->goodput <= 0)) {
+    std::printf("no configuration meets the SLOs at any probed rate (an idle deployment already "
+                "misses them: relax the SLOs or use a faster profile)\n");
+  } else if (colo) {
     const bool wins = !best_dis || colo->goodput_per_gpu >= best_dis->goodput_per_gpu;
     std::printf("colocated: %.3f req/s/GPU -> %s\n", colo->goodput_per_gpu,
                 wins ? "colocated serving beats disaggregation for this workload"

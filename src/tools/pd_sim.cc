@@ -25,6 +25,7 @@ Simulates a deployment driven by a phase profile and prints what pd-bench would 
   --rate R              Poisson requests/s (inf = all at once)               [1]
   --num-requests N                                                           [200]
   --seed N              same seed as pd-bench -> same arrival times          [0]
+  --warmup N            leading requests left out of the report (steady state) [0]
   --slo-ttft-ms X --slo-tpot-ms Y                                            [500, 50]
   --shared-gpu          all instances time-slice one GPU (1P1D on one GPU)
   --share-penalty X     slowdown per other busy instance on the shared GPU   [1.0]
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
       w.rate = v == "inf" ? std::numeric_limits<double>::infinity() : std::atof(v.c_str());
     } else if (a == "--num-requests") w.num_requests = std::atoi(v.c_str());
     else if (a == "--seed") w.seed = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--warmup") so.warmup = std::atoi(v.c_str());
     else if (a == "--slo-ttft-ms") so.slo_ttft_ms = std::atof(v.c_str());
     else if (a == "--slo-tpot-ms") so.slo_tpot_ms = std::atof(v.c_str());
     else if (a == "--share-penalty") d.share_penalty = std::atof(v.c_str());
