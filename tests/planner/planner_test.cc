@@ -111,6 +111,23 @@ TEST(Sim, SingleRequestMatchesHandComputation) {
   EXPECT_FALSE(r.requests[0].remote_prefill);
 }
 
+TEST(Sim, InstancesSharingAGpuSplitIt) {
+  SetLogLevel("warn");
+  const Profile p = Synthetic(10, 1000, 110);
+  Deployment colo = OneOne(p);
+  colo.num_prefill = 0;
+  colo.num_decode = 2;
+  colo.shared_gpu = true;
+  // Two 110 ms prefills at once on two instances of one GPU: both end at 220 ms. A third
+  // request arriving at 220 ms runs alone: 110 ms.
+  const SimResult r = Simulate(colo, {{0.0, 1000, 1}, {0.0, 1000, 1}, {0.3, 1000, 1}}, {});
+  EXPECT_NEAR(r.requests[0].ttft_ms, 220, 1e-9);
+  EXPECT_NEAR(r.requests[1].ttft_ms, 220, 1e-9);
+  EXPECT_NEAR(r.requests[2].ttft_ms, 110, 1e-9);
+  colo.shared_gpu = false;
+  EXPECT_NEAR(Simulate(colo, {{0.0, 1000, 1}, {0.0, 1000, 1}}, {}).requests[1].ttft_ms, 110, 1e-9);
+}
+
 std::vector<SimRequest> Mixed(int n, double rate, uint64_t seed) {
   WorkloadSpec w;
   w.input = {100, 3000};

@@ -50,6 +50,8 @@ struct Instance {
   std::vector<Seq*> running;  // admission order
   bool busy = false;
   double step_start = 0;
+  double work_left = 0;  // shared GPU: solo milliseconds of the current step still to run
+  int64_t ver = 0;       // shared GPU: bumps when the step's completion is rescheduled
   std::vector<std::pair<Seq*, int>> batch;  // (seq, new tokens; 0 = decode token)
   double bw_bytes_per_ms = 0;
   Link link;
@@ -62,6 +64,7 @@ struct Event {
   int64_t seq;
   Ev type;
   int a;  // request index or instance id
+  int64_t ver = 0;  // kStepDone on a shared GPU: valid only if it matches the instance's ver
   bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
 };
 
@@ -99,7 +102,11 @@ class Sim {
       now_ = e.t;
       switch (e.type) {
         case Ev::kArrival: Arrive(e.a); break;
-        case Ev::kStepDone: StepDone(*all_[e.a]); break;
+        case Ev::kStepDone:
+          if (e.ver != all_[e.a]->ver) break;  // rescheduled (shared GPU)
+          if (d_.shared_gpu) ShareAdvance();
+          StepDone(*all_[e.a]);
+          break;
         case Ev::kKvArrived: KvArrived(e.a); break;
         case Ev::kPoll:
           Poll();
@@ -128,8 +135,32 @@ class Sim {
     }
   }
 
-  void Push(double t, Ev type, size_t a) {
-    q_.push(Event{t, next_event_++, type, static_cast<int>(a)});
+  void Push(double t, Ev type, size_t a, int64_t ver = 0) {
+    q_.push(Event{t, next_event_++, type, static_cast<int>(a), ver});
+  }
+
+  // Shared GPU = processor sharing: k busy instances each progress at 1 / (1 + penalty (k-1))
+  // of their solo speed. ShareAdvance charges the time since the last change; ShareReschedule
+  // re-posts every busy instance's completion at the current speed.
+  double ShareSpeed() const {
+    int k = 0;
+    for (const auto& x : all_) k += x->busy ? 1 : 0;
+    return 1.0 / (1 + d_.share_penalty * std::max(0, k - 1));
+  }
+  void ShareAdvance() {
+    const double done = (now_ - share_t_) * share_speed_;
+    for (const auto& x : all_) {
+      if (x->busy) x->work_left = std::max(0.0, x->work_left - done);
+    }
+    share_t_ = now_;
+  }
+  void ShareReschedule() {
+    share_speed_ = ShareSpeed();
+    for (const auto& x : all_) {
+      if (!x->busy) continue;
+      ++x->ver;
+      Push(now_ + x->work_left / share_speed_, Ev::kStepDone, x->index, x->ver);
+    }
   }
 
   void Poll() {
@@ -281,15 +312,17 @@ class Sim {
       budget -= n;
     }
     if (in.batch.empty()) return;
-    double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks);
+    const double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks);
+    ++out_.steps;
+    in.step_start = now_;
     if (d_.shared_gpu) {
-      int others = 0;
-      for (const auto& x : all_) others += (x.get() != &in && x->busy) ? 1 : 0;
-      ms *= 1 + d_.share_penalty * others;
+      ShareAdvance();
+      in.busy = true;
+      in.work_left = ms;
+      ShareReschedule();
+      return;
     }
     in.busy = true;
-    in.step_start = now_;
-    ++out_.steps;
     Push(now_ + ms, Ev::kStepDone, in.index);
   }
 
@@ -306,6 +339,7 @@ class Sim {
 
   void StepDone(Instance& in) {
     in.busy = false;
+    if (d_.shared_gpu) ShareReschedule();
     const double dur = now_ - in.step_start;
     std::vector<Seq*> finished;
     for (auto& [s, n] : in.batch) {
@@ -401,6 +435,7 @@ class Sim {
   double now_ = 0;
   int64_t next_event_ = 0, next_admit_ = 0;
   int pending_ = 0;
+  double share_t_ = 0, share_speed_ = 1;
   size_t arrived_ = 0;
 
  public:

@@ -13,8 +13,8 @@
 // * Remote prefill: D reserves the prompt's blocks first (FIFO when the pool is full), P prefills
 //   (max_tokens = 1), its KV moves layer-wise over P's egress and D's ingress link (FIFO each,
 //   bandwidth x efficiency, + latency), then D admits the sequence with its first token.
-// * Instances sharing one GPU (shared_gpu) time-slice: a step that starts while k others run
-//   takes (1 + share_penalty * k) times as long.
+// * Instances sharing one GPU (shared_gpu) time-slice it (processor sharing): while k of them
+//   run a step, each progresses at 1 / (1 + share_penalty * (k - 1)) of its solo speed.
 // Deterministic: same inputs -> identical outputs (no clocks, no threads, ordered event ties).
 #pragma once
 
@@ -54,7 +54,7 @@ struct Deployment {
   double poll_interval_ms = 500;
   double rpc_ms = 1.0;       // the router's extra hop of a remote prefill (P answers, then D)
   bool shared_gpu = false;   // every instance on one GPU (the calibration setup)
-  double share_penalty = 1.0;
+  double share_penalty = 1.0;  // 1: fair time-slicing (k busy -> each at 1/k speed)
 
   int gpus() const {
     return num_prefill * prefill_profile.tp + num_decode * decode_profile.tp;
