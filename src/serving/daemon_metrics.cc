@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,13 @@ const char* FinishOutcome(Finish f, const Status& st) {
   return m::kOutcomeOk;
 }
 
-// Copies snapshot values into the gauges / mirrored counters (runs at the start of Render()).
-void Collect(Daemon* d, const m::EngineMetrics& em, const m::TransferMetrics& tm) {
+using PathKeys = std::set<std::vector<std::string>>;
+
+// Copies snapshot values into the gauges / mirrored counters (runs at the start of Render(),
+// under the registry lock). `paths` holds the {peer, path} series set by the previous scrape: a
+// path no longer connected reads NaN (Prometheus: no value) instead of its last window.
+void Collect(Daemon* d, const m::EngineMetrics& em, const m::TransferMetrics& tm,
+             PathKeys* paths) {
   const EngineStats s = d->engine->Stats();
   em.queue_depth->Get()->Set(s.waiting);
   em.running_seqs->Get()->Set(s.running);
@@ -32,14 +38,22 @@ void Collect(Daemon* d, const m::EngineMetrics& em, const m::TransferMetrics& tm
   const kvtransfer::EngineStats t = d->transfer->Stats();
   tm.bytes->WithLabels({m::kDirectionSent})->SetTotal(static_cast<double>(t.bytes_sent));
   tm.bytes->WithLabels({m::kDirectionReceived})->SetTotal(static_cast<double>(t.bytes_received));
+  PathKeys now;
   for (const kvtransfer::PathStats& p : d->transfer->PathSnapshot()) {
     const std::vector<std::string> labels = {p.peer, std::to_string(p.path)};
+    now.insert(labels);
     // CcAlgorithm::kNone reports an unbounded window: +Inf says so without a made-up number.
     tm.path_cwnd->WithLabels(labels)->Set(p.cwnd_bytes >= 1e17
                                               ? std::numeric_limits<double>::infinity()
                                               : p.cwnd_bytes);
     tm.path_rtt->WithLabels(labels)->Set(static_cast<double>(p.srtt_ns) / 1e9);
   }
+  for (const std::vector<std::string>& gone : *paths) {
+    if (now.count(gone)) continue;
+    tm.path_cwnd->WithLabels(gone)->Set(std::numeric_limits<double>::quiet_NaN());
+    tm.path_rtt->WithLabels(gone)->Set(std::numeric_limits<double>::quiet_NaN());
+  }
+  paths->insert(now.begin(), now.end());
 }
 
 }  // namespace
@@ -70,7 +84,8 @@ Status StartDaemonMetrics(Daemon* d) {
   d->engine->set_observer(std::move(obs));
   const m::EngineMetrics e = dm->engine;
   const m::TransferMetrics t = dm->transfer;
-  dm->registry.AddCollector([d, e, t] { Collect(d, e, t); });
+  auto paths = std::make_shared<PathKeys>();  // only touched by the collector (registry lock)
+  dm->registry.AddCollector([d, e, t, paths] { Collect(d, e, t, paths.get()); });
   if (d->inst.metrics_port != 0) {
     auto srv = m::StartMetricsServer(d->inst.host, d->inst.metrics_port, &dm->registry);
     if (!srv.ok()) return srv.status().WithContext(d->inst.name + ".metrics_port");

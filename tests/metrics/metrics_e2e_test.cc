@@ -211,6 +211,27 @@ TEST(MetricsE2eTest, CountersMatchTheTrafficAndPromtoolAccepts) {
   EXPECT_GE(paths, 1) << "no per-path congestion window for decode-0";
   EXPECT_EQ(dt.find("pd_kv_transfer_path_cwnd_bytes{"), std::string::npos)
       << "D sends no KV, so it has no outgoing paths";
+
+  // D goes away: P's paths to it are no longer connected and read NaN, not their last window.
+  d.Kill("decode-0");
+  bool stale = false;
+  std::string last;
+  for (int i = 0; i < 100 && !stale; ++i) {
+    auto b = Scrape(pport);
+    ASSERT_TRUE(b.ok());
+    last = *b;
+    int n = 0;
+    stale = true;
+    for (const auto& [key, value] : Parse(last)) {
+      if (key.rfind("pd_kv_transfer_path_cwnd_bytes{peer=\"decode-0\"", 0) != 0) continue;
+      ++n;
+      stale = stale && std::isnan(value);
+    }
+    stale = stale && n > 0;
+    if (!stale) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(stale) << "paths to the dead decode-0 still report a window:\n" << last;
+  ExpectPromtoolClean(last, "prefill-after-decode-died");
 }
 
 // The prefill daemon is gone: the request is prefilled on D and the router counts exactly one
