@@ -64,8 +64,12 @@ void ExpectNoLeakedBlocks(const Deployment& d, const std::map<std::string, int64
   for (const auto& [name, free0] : start) {
     if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
     int64_t now = -1;
-    // Leases and cancelled sequences are released asynchronously: allow a few seconds.
-    for (int i = 0; i < 100 && now != free0; ++i) {
+    // Leases and cancelled sequences are released asynchronously. A lease whose prefill died
+    // without a word stays fenced for prefill_ms + transfer_ms + 1 s (16 s here, stretched by
+    // PD_TEST_TIME_SCALE): allow that and a margin.
+    const char* scale_env = std::getenv("PD_TEST_TIME_SCALE");
+    const int scale = scale_env != nullptr ? std::max(1, std::atoi(scale_env)) : 1;
+    for (int i = 0; i < 300 * scale && now != free0; ++i) {
       auto s = GetDaemonStats(d.InstanceAddress(name), name.rfind("decode", 0) == 0);
       if (s.ok()) now = s->free_blocks;
       if (now != free0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
