@@ -66,8 +66,8 @@ bench() {  # deployment point-name args...
 }
 if [ "$SCALE" = gpu ]; then
   POINTS=("a --input-len 1024 --output-len 128 --rate 2 --num-requests 40"
-          "b --input-len 1024 --output-len 128 --rate 5 --num-requests 60"
-          "c --input-len 4096 --output-len 128 --rate 1.5 --num-requests 30")
+          "b --input-len 1024 --output-len 128 --rate 8 --num-requests 80"
+          "c --input-len 4096 --output-len 128 --rate 2 --num-requests 30")
 else
   POINTS=("a --input-len 256 --output-len 16 --rate 2 --num-requests 12"
           "b --input-len 512 --output-len 16 --rate 4 --num-requests 12")
