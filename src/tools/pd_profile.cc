@@ -269,7 +269,10 @@ int main(int argc, char** argv) {
     if (t > cfg.max_position_embeddings) continue;
     const double ms = TimeBatch(r, MakeBatch(1, t, 0, lay.block_size, lay.num_blocks,
                                              cfg.vocab_size), o.warmup, o.reps);
-    if (ms < 0) return 1;
+    if (ms < 0) {  // keep what was measured: a partial profile beats none
+      std::fprintf(stderr, "pd-profile: skipping prefill %d\n", t);
+      continue;
+    }
     p.prefill.push_back({t, ms});
     std::fprintf(stderr, "[%zu/%zu] prefill %6d tokens: %9.3f ms (%.0f tok/s)\n", ++done, total, t,
                  ms, t / ms * 1e3);
@@ -278,7 +281,11 @@ int main(int argc, char** argv) {
     for (int c : o.contexts) {
       const double ms = TimeBatch(r, MakeBatch(b, 1, c - 1, lay.block_size, lay.num_blocks,
                                                cfg.vocab_size), o.warmup, o.reps);
-      if (ms < 0) return 1;
+      if (ms < 0) {
+        std::fprintf(stderr, "pd-profile: skipping decode batch %d ctx %d (grid incomplete)\n", b,
+                     c);
+        continue;
+      }
       p.decode.push_back({b, c, ms});
       std::fprintf(stderr, "[%zu/%zu] decode batch %3d ctx %6d: %9.3f ms (%.0f tok/s)\n", ++done,
                    total, b, c, ms, b / ms * 1e3);
