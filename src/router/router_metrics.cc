@@ -58,6 +58,10 @@ void RouterObs::WatchPools(const InstancePool* decode, const InstancePool* prefi
 Status RouterObs::Serve(const std::string& host, int port) {
   if (port == 0) return OkStatus();
   auto s = m::StartMetricsServer(host, port, &reg_);
+  if (s.status().code() == StatusCode::kUnimplemented) {  // built without an HTTP server
+    PD_LOG_WARN("router.metrics_port {} ignored: {}", port, s.status().message());
+    return OkStatus();
+  }
   if (!s.ok()) return s.status();
   server_ = std::move(s).value();
   return OkStatus();

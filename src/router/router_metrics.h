@@ -35,8 +35,8 @@ class RouterObs {
 
   // pd_router_instance_up is read from the pools at scrape time (pools must outlive this).
   void WatchPools(const InstancePool* decode, const InstancePool* prefill);
-  // Serves the registry on host:port (port 0 = not served). UNAVAILABLE if it cannot bind,
-  // UNIMPLEMENTED in builds without cpp-httplib.
+  // Serves the registry on host:port (port 0 = not served). UNAVAILABLE if it cannot bind; in
+  // builds without an HTTP server (stub pd_metrics_http) it logs a warning and serves nothing.
   Status Serve(const std::string& host, int port);
   // The bound port (0 when not serving).
   int port() const;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/logging.h"
 #include "serving/daemon_util.h"
 
 namespace pd::serving {
@@ -88,8 +89,14 @@ Status StartDaemonMetrics(Daemon* d) {
   dm->registry.AddCollector([d, e, t, paths] { Collect(d, e, t, paths.get()); });
   if (d->inst.metrics_port != 0) {
     auto srv = m::StartMetricsServer(d->inst.host, d->inst.metrics_port, &dm->registry);
-    if (!srv.ok()) return srv.status().WithContext(d->inst.name + ".metrics_port");
-    dm->server = std::move(srv).value();
+    if (srv.status().code() == StatusCode::kUnimplemented) {  // built without an HTTP server
+      PD_LOG_WARN("{}.metrics_port {} ignored: {}", d->inst.name, d->inst.metrics_port,
+                  srv.status().message());
+    } else if (!srv.ok()) {
+      return srv.status().WithContext(d->inst.name + ".metrics_port");
+    } else {
+      dm->server = std::move(srv).value();
+    }
   }
   d->metrics = std::move(dm);
   return OkStatus();

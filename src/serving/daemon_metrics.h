@@ -31,7 +31,8 @@ struct DaemonMetrics {
 
 // Registers the metrics of `d` (engine and transfer engine must exist), sets the engine observer
 // (before Engine::Start) and serves them on d->inst.host:d->inst.metrics_port when that is not 0.
-// Stores the result in d->metrics. UNAVAILABLE if the port cannot be bound.
+// Stores the result in d->metrics. UNAVAILABLE if the port cannot be bound; a build without an
+// HTTP server (stub pd_metrics_http) logs a warning and serves nothing.
 Status StartDaemonMetrics(Daemon* d);
 
 // Records one finished KV transfer (no-op without metrics): its duration when it completed, its
