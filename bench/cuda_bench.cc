@@ -6,8 +6,11 @@
 //               at context 1k and 4k, through CudaRunner::Forward (CUDA graphs), host wall time;
 //   attention:  decode attention alone (batch 16/64, ctx 4k/8k) and causal prefill attention
 //               alone (8k/16k tokens), CUDA events;
-//   prefill:    one prompt of 1k/4k/16k/32k tokens through Forward.
-// Every number is the median of repeated runs after warm-up. Usage: cuda_bench [quick]
+//   prefill:    one prompt of 1k/4k/16k/32k tokens through Forward;
+//   gemv:       the decode GEMV vs cuBLAS at batch 1 and 4 on the 8B layer shapes.
+// Every number is the median of repeated runs after warm-up.
+// Usage: cuda_bench [quick] [nogemv] [noattn] [nodecode] [noprefill]
+// (PD_CUDA_GEMV=0 / PD_CUDA_DECODE_ATTN=simt switch the runner back to cuBLAS / the old kernel.)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -227,6 +230,40 @@ void BenchPrefill(pd::ModelRunner* r, const Ceilings& c, bool quick) {
   }
 }
 
+// The decode GEMV (batch 1 and 4) against cuBLAS on the 8B layer shapes, bytes of W per time.
+void BenchGemv(const Ceilings& c) {
+  struct Shape { const char* name; int out, in; bool f32; };
+  const Shape shapes[] = {{"qkv", 6144, 4096, false}, {"o", 4096, 4096, false},
+                          {"gate_up", 28672, 4096, false}, {"down", 4096, 14336, false},
+                          {"lm_head", 128256, 4096, true}};
+  cublasHandle_t h;
+  cublasCreate(&h);
+  for (const Shape& sh : shapes) {
+    bf16_t* w = RandomBf16(size_t(sh.out) * sh.in, 30, 0.02f);
+    bf16_t* x = RandomBf16(size_t(4) * sh.in, 31);
+    void* y = nullptr;
+    CHECK_CUDA(cudaMalloc(&y, size_t(4) * sh.out * 4));
+    for (int rows : {1, 4}) {
+      const double ours = TimeEvents([&] {
+        pd::cuda::LaunchGemv(x, rows, sh.in, w, sh.out, y, sh.f32, nullptr);
+      }, 5, 30);
+      const float al = 1.f, be = 0.f;
+      const double cub = TimeEvents([&] {
+        cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, sh.out, rows, sh.in, &al, w, CUDA_R_16BF, sh.in,
+                     x, CUDA_R_16BF, sh.in, &be, y, sh.f32 ? CUDA_R_32F : CUDA_R_16BF, sh.out,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      }, 5, 30);
+      const double bytes = 2.0 * sh.out * sh.in;
+      std::printf("gemv     %-8s %6dx%5d rows %d: ours %7.1f us %5.0f GB/s (%.0f%% of copy)   cublas %7.1f us %5.0f GB/s (%.0f%%)\n",
+                  sh.name, sh.out, sh.in, rows, ours * 1e3, bytes / (ours * 1e-3) / 1e9,
+                  100 * bytes / (ours * 1e-3) / 1e9 / c.bw_gbs, cub * 1e3,
+                  bytes / (cub * 1e-3) / 1e9, 100 * bytes / (cub * 1e-3) / 1e9 / c.bw_gbs);
+    }
+    cudaFree(w); cudaFree(x); cudaFree(y);
+  }
+  cublasDestroy(h);
+}
+
 // Attention kernels alone on a random paged cache of distinct blocks.
 void BenchAttention(const Ceilings& c, int sms, bool quick) {
   const int nh = 32, nkv = 8, D = 128, bs = 16;
@@ -257,18 +294,24 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     m.row_pos = up(pos);
     m.row_seq = up(seq);
     m.num_valid_rows = up(nv);
-    const int auto_splits = pd::cuda::ChooseSplits(batch, nkv, ctx, sms);
     float* ws = nullptr;
-    CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, 4 * auto_splits) * 4));
+    CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, 256) * 4));
     pd::cuda::AttnArgs a{q, out, nh, nkv, D, batch, batch, 0, 0, 1.f / std::sqrt(128.f),
                          pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
-    for (int splits : {auto_splits, 2 * auto_splits, 4 * auto_splits}) {
-      const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
-      const double bytes = double(kv_elems) * 2;
-      std::printf("attn     decode batch %3d ctx %5d (GQA 32/8, D128, %2d splits%s): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
-                  batch, ctx, splits, splits == auto_splits ? ", auto" : "", ms * 1e3,
-                  bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
+    for (bool tiled : {true, false}) {  // tiled kernel (default for D128) vs the CUDA-core one
+      pd::cuda::SetTiledDecodeAttention(tiled);
+      const int auto_splits = pd::cuda::ChooseDecodeSplits(batch, nh, nkv, D, ctx, sms);
+      std::vector<int> all{auto_splits, 2 * auto_splits, auto_splits > 1 ? auto_splits / 2 : 4};
+      if (quick || !tiled) all.resize(1);
+      for (int splits : all) {
+        const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
+        const double bytes = double(kv_elems) * 2;
+        std::printf("attn     decode %s batch %3d ctx %5d (GQA 32/8, D128, %2d splits%s): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
+                    tiled ? "tiled" : "simt ", batch, ctx, splits, splits == auto_splits ? ", auto" : "",
+                    ms * 1e3, bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
+      }
     }
+    pd::cuda::SetTiledDecodeAttention(true);
     cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(ws);
     cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));
@@ -317,7 +360,14 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "quick") == 0;
+  // Words: quick (fewer shapes), noattn / nogemv / nodecode / noprefill (skip a section).
+  auto has = [&](const char* w) {
+    for (int i = 1; i < argc; ++i) {
+      if (std::strcmp(argv[i], w) == 0) return true;
+    }
+    return false;
+  };
+  const bool quick = has("quick");
   if (pd::CudaDeviceCount() == 0) {
     std::printf("cuda_bench: no CUDA device\n");
     return 1;
@@ -327,7 +377,9 @@ int main(int argc, char** argv) {
   std::printf("gpu      %s, %d SMs, %.0f GiB\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1073741824.0);
   const Ceilings c = MeasureCeilings();
-  BenchAttention(c, prop.multiProcessorCount, quick);
+  if (!has("nogemv")) BenchGemv(c);
+  if (!has("noattn")) BenchAttention(c, prop.multiProcessorCount, quick);
+  if (has("nodecode") && has("noprefill")) return 0;
   pd::RunnerOptions o;
   o.backend = "cuda";
   o.max_batch_tokens = 32768;
@@ -338,7 +390,7 @@ int main(int argc, char** argv) {
     std::printf("runner: %s\n", r.status().ToString().c_str());
     return 1;
   }
-  BenchDecode(r.value().get(), c, quick);
-  BenchPrefill(r.value().get(), c, quick);
+  if (!has("nodecode")) BenchDecode(r.value().get(), c, quick);
+  if (!has("noprefill")) BenchPrefill(r.value().get(), c, quick);
   return 0;
 }

@@ -329,6 +329,68 @@ TEST(CudaKernels, DecodeAttentionMatchesCpu) {
   }
 }
 
+// D = 128 runs the tiled kernel by default; the CUDA-core kernel must keep matching too. Long
+// contexts (several 64-key tiles per split), many splits (some empty), GQA groups of 4 and 12,
+// MQA, sliding windows, prefill rows.
+TEST(CudaKernels, TiledDecodeAttentionMatchesCpu) {
+  PD_REQUIRE_GPU();
+  ASSERT_TRUE(TiledDecodeAttentionUsed(128));
+  ASSERT_FALSE(TiledDecodeAttentionUsed(64));
+  for (bool tiled : {true, false}) {
+    SetTiledDecodeAttention(tiled);
+    EXPECT_EQ(TiledDecodeAttentionUsed(128), tiled);
+    for (int splits : {1, 2, 7, 49}) {
+      AttnCase(128, 32, 8, {0, 1000, 63, 64, 129}, {1, 1, 1, 1, 1}, 0, false, splits);
+    }
+    AttnCase(128, 12, 1, {5, 300}, {9, 1}, 0, false, 3);      // group 12: two head chunks
+    AttnCase(128, 8, 8, {700, 2}, {1, 1}, 100, false, 4);      // MHA, sliding window
+    AttnCase(128, 8, 1, {2000}, {1}, 0, false, 1);             // MQA, one split of 32 tiles
+  }
+  SetTiledDecodeAttention(true);
+  // Split choice: one wave for small batches, 1..4 splits once the batch fills the GPU.
+  const int s1 = ChooseDecodeSplits(1, 32, 8, 128, 131072, 132);
+  EXPECT_GE(s1, 8);
+  EXPECT_LE(s1, 64);
+  EXPECT_EQ(ChooseDecodeSplits(1, 32, 8, 128, 200, 132), 1);  // >= 256 keys per split
+  const int s64 = ChooseDecodeSplits(64, 32, 8, 128, 4096, 132);
+  EXPECT_GE(s64, 1);
+  EXPECT_LE(s64, 4);
+}
+
+// The decode GEMV against a double-precision reference: 1-4 rows (3 = a 2-row and a 1-row
+// launch), in not a multiple of the 2048-element unrolled step, bf16 and fp32 outputs; shapes it
+// does not cover are refused without touching the output.
+TEST(CudaKernels, GemvMatchesCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  for (int rows : {1, 2, 3, 4}) {
+    for (auto [in, out] : std::vector<std::pair<int, int>>{{4104, 37}, {520, 300}, {8, 9}}) {
+      auto x = RandBf(size_t(rows) * in, rng), w = RandBf(size_t(out) * in, rng, 0.05f);
+      DevBuf<uint16_t> d_x(x), d_w(w), d_y(size_t(rows) * out);
+      DevBuf<float> d_yf(size_t(rows) * out);
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_y.p, false, nullptr));
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_yf.p, true, nullptr));
+      CK(cudaDeviceSynchronize());
+      std::vector<float> ref(size_t(rows) * out);
+      for (int r = 0; r < rows; ++r) {
+        for (int o = 0; o < out; ++o) {
+          double acc = 0;
+          for (int i = 0; i < in; ++i) {
+            acc += double(Bf16ToF32(x[size_t(r) * in + i])) * Bf16ToF32(w[size_t(o) * in + i]);
+          }
+          ref[size_t(r) * out + o] = float(acc);
+        }
+      }
+      EXPECT_LT(RelErr(d_yf.Get(), ref), 1e-5) << rows << " rows, in " << in << ", out " << out;
+      EXPECT_LT(RelErr(ToF(d_y.Get()), ref), 5e-3) << rows << " rows, in " << in << ", out " << out;
+    }
+  }
+  DevBuf<uint16_t> d_x(8 * 1000), d_w(1000 * 16), d_y(8 * 16);
+  EXPECT_FALSE(LaunchGemv(d_x.p, 5, 1000 - 8, d_w.p, 16, d_y.p, false, nullptr));  // rows > 4
+  EXPECT_FALSE(LaunchGemv(d_x.p, 1, 1000 - 4, d_w.p, 16, d_y.p, false, nullptr));  // in % 8
+  EXPECT_FALSE(LaunchGemv(d_x.p + 1, 1, 992, d_w.p, 16, d_y.p, false, nullptr));  // unaligned
+}
+
 TEST(CudaKernels, PrefillAttentionMatchesCpu) {
   PD_REQUIRE_GPU();
   ASSERT_TRUE(PrefillAttentionSupported(128));

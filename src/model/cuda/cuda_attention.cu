@@ -7,6 +7,8 @@
 //    (double-buffered), XOR-swizzled shared memory for conflict-free ldmatrix.
 #include <cuda_bf16.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "model/cuda/cuda_kernels.h"
@@ -191,6 +193,166 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
       }
     }
     a.out[(int64_t(r) * a.num_heads + h) * D + d] = ToBf(ll > 0.f ? oo / ll : 0.f);
+  }
+}
+
+// ---- tiled decode (D = 128) ---------------------------------------------------------------
+// One CTA (4 warps) per (row, kv head, head chunk, split). 64-key K/V tiles stream into shared
+// memory with 16-byte cp.async (double-buffered, K rows padded to 272 B so the per-key 16-byte
+// reads are conflict-free). QK: two threads per key (64 dims each) against every query head of
+// the GQA group (q in shared memory, fp32). Softmax and PV: warp w owns heads w and w + 4, all
+// 128 dims (4 per lane), so only the score exchange needs a CTA barrier.
+constexpr int kTD = 128, kTK = 64, kKStride = kTD + 8, kQStride = 2 * 68;
+constexpr size_t kTiledSmem = (2 * kTK * kKStride + 2 * kTK * kTD) * sizeof(bf16_t) +
+                              (kMaxG * kQStride + kMaxG * kTK) * sizeof(float);
+bool g_tiled_decode = true;
+
+__device__ __forceinline__ void CpAsync16Tiled(void* smem, const void* gmem, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  const int n = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
+}
+
+__device__ __forceinline__ void Unpack8(const uint4& r, float* f) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+__device__ __forceinline__ void LoadDecodeTile(bf16_t* kd, bf16_t* vd, const AttnArgs& a,
+                                               const int* table, int kvh, int j0, int ze) {
+  const int bs = a.kv.block_size;
+  for (int c = threadIdx.x; c < 2 * kTK * 16; c += 128) {
+    const int which = c / (kTK * 16), rem = c % (kTK * 16), row = rem >> 4, ch = rem & 15;
+    const int key = j0 + row;
+    const bool valid = key < ze;
+    const bf16_t* src = a.kv.base;
+    if (valid) src += KvOffset(a.kv, a.layer, table[key / bs], which, kvh, key % bs) + ch * 8;
+    bf16_t* dst = which == 0 ? kd + row * kKStride + ch * 8 : vd + row * kTD + ch * 8;
+    CpAsync16Tiled(dst, src, valid);
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+
+__global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMeta m, int splits,
+                                                             float* ws) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  bf16_t* ks = reinterpret_cast<bf16_t*>(smem_raw);  // [2][kTK][kKStride]
+  bf16_t* vs = ks + 2 * kTK * kKStride;               // [2][kTK][kTD]
+  float* qsm = reinterpret_cast<float*>(vs + 2 * kTK * kTD);  // [kMaxG][2][68]
+  float* psm = qsm + kMaxG * kQStride;                // [kMaxG][kTK]
+  const int r = blockIdx.x;
+  if (r >= *m.num_valid_rows) return;
+  const int group = a.num_heads / a.num_kv_heads;
+  const int chunks = (group + kMaxG - 1) / kMaxG;
+  const int kvh = blockIdx.y / chunks, chunk = blockIdx.y % chunks;
+  const int h0 = kvh * group + chunk * kMaxG;
+  const int gcount = min(kMaxG, group - chunk * kMaxG);
+  const int z = blockIdx.z, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int s = m.row_seq[r], pos = m.row_pos[r];
+  const int kend = pos + 1;
+  const int kbeg = a.sliding_window > 0 ? max(0, pos - a.sliding_window + 1) : 0;
+  const int per = (kend - kbeg + splits - 1) / splits;
+  const int zb = kbeg + z * per, ze = min(kend, zb + per);
+  const int* table = m.block_ids + m.block_indptr[s];
+  const int ntiles = zb < ze ? (ze - zb + kTK - 1) / kTK : 0;
+  if (ntiles > 0) LoadDecodeTile(ks, vs, a, table, kvh, zb, ze);
+
+  const float qscale = a.scale * kLog2e;
+  for (int e = threadIdx.x; e < kMaxG * kTD; e += 128) {
+    const int g = e / kTD, d = e % kTD;
+    qsm[g * kQStride + (d >> 6) * 68 + (d & 63)] =
+        g < gcount ? Bf(a.q[(int64_t(r) * a.num_heads + h0 + g) * kTD + d]) * qscale : 0.f;
+  }
+  float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f}, acc[2][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+  const int key = warp * 16 + (lane & 15), half = lane >> 4;
+  for (int it = 0; it < ntiles; ++it) {
+    const int buf = it & 1, j0 = zb + it * kTK;
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncthreads();  // tile `it` visible; everyone is done with tile it-1 and its scores
+    if (it + 1 < ntiles) {
+      LoadDecodeTile(ks + (buf ^ 1) * kTK * kKStride, vs + (buf ^ 1) * kTK * kTD, a, table, kvh,
+                     j0 + kTK, ze);
+    }
+    {  // QK: scores of key `key` for every head, half of the dims per thread
+      const bf16_t* krow = ks + (buf * kTK + key) * kKStride + half * 64;
+      const float* qh = qsm + half * 68;
+      float sc[kMaxG];
+#pragma unroll
+      for (int g = 0; g < kMaxG; ++g) sc[g] = 0.f;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        float kf[8];
+        Unpack8(*reinterpret_cast<const uint4*>(krow + c * 8), kf);
+#pragma unroll
+        for (int g = 0; g < kMaxG; ++g) {
+          if (g < gcount) {
+            const float4 q0 = *reinterpret_cast<const float4*>(qh + g * kQStride + c * 8);
+            const float4 q1 = *reinterpret_cast<const float4*>(qh + g * kQStride + c * 8 + 4);
+            sc[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
+                     q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
+          }
+        }
+      }
+      const bool valid = j0 + key < ze;
+#pragma unroll
+      for (int g = 0; g < kMaxG; ++g) {
+        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 16);
+        if (g < gcount && half == 0) psm[g * kTK + key] = valid ? sc[g] : -INFINITY;
+      }
+    }
+    __syncthreads();
+    const bf16_t* vt = vs + buf * kTK * kTD + lane * 4;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int g = warp + 4 * i;
+      if (g >= gcount) continue;
+      float* pg = psm + g * kTK;
+      const float s0 = pg[lane], s1 = pg[lane + 32];
+      float tm = fmaxf(s0, s1);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
+      const float mn = fmaxf(mrun[i], tm);  // finite: every tile has a valid key
+      const float corr = exp2f(mrun[i] - mn);
+      const float p0 = exp2f(s0 - mn), p1 = exp2f(s1 - mn);
+      float ps = p0 + p1;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+      lrun[i] = lrun[i] * corr + ps;
+      mrun[i] = mn;
+      pg[lane] = p0;
+      pg[lane + 32] = p1;
+      __syncwarp();
+      float o4[4] = {acc[i][0] * corr, acc[i][1] * corr, acc[i][2] * corr, acc[i][3] * corr};
+#pragma unroll 8
+      for (int j = 0; j < kTK; ++j) {
+        const uint2 vr = *reinterpret_cast<const uint2*>(vt + j * kTD);
+        const float p = pg[j];
+        o4[0] += p * __uint_as_float(vr.x << 16);
+        o4[1] += p * __uint_as_float(vr.x & 0xffff0000u);
+        o4[2] += p * __uint_as_float(vr.y << 16);
+        o4[3] += p * __uint_as_float(vr.y & 0xffff0000u);
+      }
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[i][v] = o4[v];
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int g = warp + 4 * i;
+    if (g >= gcount) continue;
+    float* wo = ws + ((int64_t(r) * a.num_heads + h0 + g) * splits + z) * (kTD + 2);
+#pragma unroll
+    for (int v = 0; v < 4; ++v) wo[2 + lane * 4 + v] = acc[i][v];
+    if (lane == 0) {
+      wo[0] = mrun[i];
+      wo[1] = lrun[i];
+    }
   }
 }
 
@@ -409,11 +571,62 @@ int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms) {
   return splits < 1 ? 1 : splits;
 }
 
+void SetTiledDecodeAttention(bool on) { g_tiled_decode = on; }
+
+bool TiledDecodeAttentionUsed(int head_dim) { return g_tiled_decode && head_dim == kTD; }
+
+namespace {
+int TiledCtasPerSm() {
+  static int per_sm = 0;
+  if (per_sm == 0) {
+    cudaFuncSetAttribute(DecodeAttnTiledKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(kTiledSmem));
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, DecodeAttnTiledKernel, 128,
+                                                      kTiledSmem) != cudaSuccess ||
+        per_sm < 1) {
+      cudaGetLastError();
+      per_sm = 1;
+    }
+  }
+  return per_sm;
+}
+}  // namespace
+
+int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, int max_ctx,
+                       int num_sms) {
+  if (!TiledDecodeAttentionUsed(head_dim)) return ChooseSplits(rows, num_kv_heads, max_ctx, num_sms);
+  const int group = num_heads / num_kv_heads;
+  const int ctas = rows * num_kv_heads * ((group + kMaxG - 1) / kMaxG);
+  const int slots = TiledCtasPerSm() * num_sms;
+  const int by_len = std::max(1, (max_ctx + 255) / 256);  // at least 4 tiles per split
+  int best = 1;
+  if (ctas < slots) {
+    best = std::max(1, slots / ctas);  // one full wave
+  } else {
+    double best_eff = 0;
+    for (int sp = 1; sp <= 4; ++sp) {  // fewest waves wasted; a new split must gain 5%
+      const double n = double(ctas) * sp, waves = std::ceil(n / slots);
+      const double eff = n / (waves * slots);
+      if (eff > best_eff + 0.05) {
+        best_eff = eff;
+        best = sp;
+      }
+    }
+  }
+  return std::max(1, std::min({best, by_len, 64}));
+}
+
 void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
                            cudaStream_t stream) {
   const int group = a.num_heads / a.num_kv_heads;
   const int chunks = (group + kMaxG - 1) / kMaxG;
   dim3 grid(a.rows, a.num_kv_heads * chunks, splits);
+  if (TiledDecodeAttentionUsed(a.head_dim)) {
+    TiledCtasPerSm();  // sets the shared-memory attribute once
+    DecodeAttnTiledKernel<<<grid, 128, kTiledSmem, stream>>>(a, m, splits, workspace);
+    CombineKernel<<<dim3(a.rows, a.num_heads), a.head_dim, 0, stream>>>(a, m, splits, workspace);
+    return;
+  }
   switch (a.head_dim) {
     case 16: DecodeAttnKernel<16><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
     case 32: DecodeAttnKernel<32><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;

@@ -137,6 +137,71 @@ __global__ void SwigluKernel(const bf16_t* gu, const float* bias, int inter, int
   }
 }
 
+// y[r, o] = sum_i x[r, i] w[o, i] for R rows: one warp per output row, 16-byte streaming loads
+// of w (8 in flight per lane), x through the read-only cache, fp32 accumulation.
+constexpr int kGemvWarps = 8, kGemvUnroll = 8;
+
+template <int R, bool kF32>
+__global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __restrict__ x, int in,
+                                                              const bf16_t* __restrict__ w,
+                                                              int out, void* __restrict__ y) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int o = blockIdx.x * kGemvWarps + warp;
+  if (o >= out) return;
+  const bf16_t* wr = w + int64_t(o) * in;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.f;
+  for (int base = lane * 8; base < in; base += 256 * kGemvUnroll) {
+    uint4 wv[kGemvUnroll];
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int i = base + u * 256;
+      wv[u] = i < in ? __ldcs(reinterpret_cast<const uint4*>(wr + i)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int i = base + u * 256;
+      if (i >= in) break;
+      const uint32_t ww[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * in + i));
+        const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          acc[r] += __uint_as_float(ww[k] << 16) * __uint_as_float(xx[k] << 16) +
+                    __uint_as_float(ww[k] & 0xffff0000u) * __uint_as_float(xx[k] & 0xffff0000u);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    float v = acc[r];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) {
+      if constexpr (kF32) {
+        static_cast<float*>(y)[int64_t(r) * out + o] = v;
+      } else {
+        static_cast<bf16_t*>(y)[int64_t(r) * out + o] = ToBf(v);
+      }
+    }
+  }
+}
+
+template <int R>
+void LaunchGemvR(const bf16_t* x, int in, const bf16_t* w, int out, void* y, bool f32,
+                 cudaStream_t stream) {
+  const int grid = (out + kGemvWarps - 1) / kGemvWarps;
+  if (f32) {
+    GemvKernel<R, true><<<grid, kGemvWarps * 32, 0, stream>>>(x, in, w, out, y);
+  } else {
+    GemvKernel<R, false><<<grid, kGemvWarps * 32, 0, stream>>>(x, in, w, out, y);
+  }
+}
+
 __device__ __forceinline__ uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -341,6 +406,26 @@ void LaunchRopeKvWrite(const RopeArgs& a, const BatchMeta& m, cudaStream_t strea
   const int heads = a.num_heads + 2 * a.num_kv_heads;
   dim3 grid((heads + 7) / 8, a.rows);
   RopeKvKernel<<<grid, 256, 0, stream>>>(a, m);
+}
+
+bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32_out,
+                cudaStream_t stream) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (rows < 1 || rows > kGemvMaxRows || in % 8 != 0 || in < 8 || out < 1 || !aligned(x) ||
+      !aligned(w)) {
+    return false;
+  }
+  const size_t esz = f32_out ? 4 : 2;
+  for (int r0 = 0; r0 < rows;) {  // 4, 2, 1 rows per launch
+    const int n = rows - r0 >= 4 ? 4 : rows - r0 >= 2 ? 2 : 1;
+    const bf16_t* xr = x + int64_t(r0) * in;
+    void* yr = static_cast<char*>(y) + size_t(r0) * out * esz;
+    if (n == 4) LaunchGemvR<4>(xr, in, w, out, yr, f32_out, stream);
+    if (n == 2) LaunchGemvR<2>(xr, in, w, out, yr, f32_out, stream);
+    if (n == 1) LaunchGemvR<1>(xr, in, w, out, yr, f32_out, stream);
+    r0 += n;
+  }
+  return true;
 }
 
 void LaunchSwiglu(const bf16_t* gu, const float* bias, int rows, int inter, bf16_t* out,

@@ -72,6 +72,14 @@ void LaunchRopeKvWrite(const RopeArgs& a, const BatchMeta& m, cudaStream_t strea
 void LaunchSwiglu(const bf16_t* gu, const float* bias, int rows, int inter, bf16_t* out,
                   cudaStream_t stream);
 
+// Skinny GEMM for decode: y[r, o] = sum_i x[r, i] * w[o, i] (x [rows, in], w [out, in] row-major
+// bf16, fp32 accumulation, y bf16 or fp32 [rows, out]) for rows <= kGemvMaxRows, one warp per
+// output row with 16-byte loads. Returns false and enqueues nothing when the shape is not
+// covered (rows, in % 8, 16-byte alignment): the caller falls back to cuBLAS.
+constexpr int kGemvMaxRows = 4;
+bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32_out,
+                cudaStream_t stream);
+
 // Converts n fp32 values to bf16 / fills bf16 with uniform(-scale, scale) from a hash of
 // (seed, index) (random weights for benchmarks, made directly on the GPU).
 void LaunchFillRandomBf16(bf16_t* dst, int64_t n, float scale, uint64_t seed, cudaStream_t stream);
@@ -100,6 +108,16 @@ void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, fl
                            cudaStream_t stream);
 // Picks a split count filling the GPU for `rows` query rows of up to max_ctx keys.
 int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
+// For head_dim 128 LaunchDecodeAttention runs a tiled kernel (64-key K/V tiles streamed into
+// shared memory with 16-byte cp.async, every query head of a GQA group sharing each tile) unless
+// it is switched off here (process-wide; tests and benchmarks compare both kernels).
+void SetTiledDecodeAttention(bool on);
+bool TiledDecodeAttentionUsed(int head_dim);
+// Split count for LaunchDecodeAttention with the kernel it will use: the tiled kernel fills one
+// wave of CTAs (or the fullest of 1-4 splits when the batch alone fills the GPU), >= 256 keys
+// per split; otherwise ChooseSplits.
+int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, int max_ctx,
+                       int num_sms);
 
 // Causal prefill attention with tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation,
 // online softmax), queries of each sequence's chunk against its cached prefix + the chunk read

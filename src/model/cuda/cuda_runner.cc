@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -84,6 +85,7 @@ class CudaRunner final : public ModelRunner {
   cuda::BatchMeta meta_;
   MetaLayout ml_;
   int num_sms_ = 0;
+  bool use_gemv_ = true;  // our GEMV for <= kGemvMaxRows rows (PD_CUDA_GEMV=0: cuBLAS only)
   cudaStream_t stream_ = nullptr;
   cudaEvent_t layer_event_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -149,6 +151,12 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   cudaDeviceProp prop{};
   PD_CUDA_RET(cudaGetDeviceProperties(&prop, opts.gpu_id));
   num_sms_ = prop.multiProcessorCount;
+  // Escape hatches for A/B runs: PD_CUDA_GEMV=0 (cuBLAS for every GEMM), PD_CUDA_DECODE_ATTN=simt
+  // (the CUDA-core decode attention kernel for every head dim).
+  const char* gemv_env = std::getenv("PD_CUDA_GEMV");
+  use_gemv_ = !(gemv_env && std::strcmp(gemv_env, "0") == 0);
+  const char* attn_env = std::getenv("PD_CUDA_DECODE_ATTN");
+  if (attn_env && std::strcmp(attn_env, "simt") == 0) cuda::SetTiledDecodeAttention(false);
   PD_CUDA_RET(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   PD_CUDA_RET(cudaEventCreateWithFlags(&layer_event_, cudaEventDisableTiming));
   PD_CUBLAS_RET(cublasCreate(&cublas_));
@@ -244,6 +252,10 @@ Status CudaRunner::AllocKv() {
 
 Status CudaRunner::Gemm(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y,
                         bool f32) {
+  if (use_gemv_ && rows <= cuda::kGemvMaxRows &&
+      cuda::LaunchGemv(x, rows, in, w, out, y, f32, stream_)) {
+    return OkStatus();
+  }
   const float alpha = 1.f, beta = 0.f;
   PD_CUBLAS_RET(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, w,
                              CUDA_R_16BF, in, x, CUDA_R_16BF, in, &beta, y,
@@ -320,7 +332,8 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
   p->tc = any_prefill && cuda::PrefillAttentionSupported(cfg_.head_dim);
   p->copy_bytes = ml_.block_ids + b.block_ids.size() * 4;
   if (!p->tc) {
-    int splits = cuda::ChooseSplits(rows_pad, cfg_.num_kv_heads, max_ctx, num_sms_);
+    int splits = cuda::ChooseDecodeSplits(rows_pad, cfg_.num_heads, cfg_.num_kv_heads,
+                                          cfg_.head_dim, max_ctx, num_sms_);
     while (splits > 1 &&
            cuda::AttnWorkspaceFloats(rows_pad, cfg_.num_heads, cfg_.head_dim, splits) > attn_ws_floats_) {
       --splits;
@@ -413,7 +426,8 @@ Status CudaRunner::Forward(const ForwardBatch& batch, ForwardResult* result) {
   StepPlan p;
   PD_RETURN_IF_ERROR(Stage(batch, graph ? bucket : T, graph ? bucket : S, &p));
   if (graph) {
-    p.splits = cuda::ChooseSplits(bucket, cfg_.num_kv_heads, cfg_.max_position_embeddings, num_sms_);
+    p.splits = cuda::ChooseDecodeSplits(bucket, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim,
+                                        cfg_.max_position_embeddings, num_sms_);
     while (p.splits > 1 && cuda::AttnWorkspaceFloats(bucket, cfg_.num_heads, cfg_.head_dim,
                                                      p.splits) > attn_ws_floats_) {
       --p.splits;
