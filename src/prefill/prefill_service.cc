@@ -140,25 +140,14 @@ void PrefillServiceImpl::Abort(const std::string& id,
 
 Status PrefillServiceImpl::Check(const v1::PrefillRequest& req, const std::vector<int32_t>& prompt,
                                  Xfer* x) {
-  if (req.request_id().empty()) return InvalidArgument("empty request_id");
-  Status st = serving::CheckMatch("compat hash", d_->compat_hash, req.compat_hash());
+  // Fields, prompt, sampling and the target's block table (serving/request_check.h).
+  Status st = serving::ValidatePrefillRequest(req, serving::DaemonRequestLimits(*d_), &x->target);
+  if (st.ok()) st = serving::CheckMatch("compat hash", d_->compat_hash, req.compat_hash());
   if (st.ok()) st = d_->engine->CheckPrompt(prompt, 1);
-  if (!st.ok()) return st;
-  if (!x->target.ParseFromString(req.target())) {
-    return InvalidArgument("target is not a serialized TransferTarget");
+  if (st.ok()) {
+    st = serving::CheckMatch("compat hash (decode's)", d_->compat_hash, x->target.compat_hash());
   }
-  if (x->target.compat_hash() == 0) return InvalidArgument("target has no compat hash");
-  st = serving::CheckMatch("compat hash (decode's)", d_->compat_hash, x->target.compat_hash());
   if (!st.ok()) return st;
-  const KvLayout& layout = d_->runner->kv_arena().layout;
-  const int nblocks = (static_cast<int>(prompt.size()) + layout.block_size - 1) / layout.block_size;
-  if (x->target.block_size() != layout.block_size || x->target.block_ids_size() != nblocks) {
-    return InvalidArgument("target has " + std::to_string(x->target.block_ids_size()) +
-                           " blocks of " + std::to_string(x->target.block_size()) +
-                           " tokens; the " + std::to_string(prompt.size()) +
-                           "-token prompt needs " + std::to_string(nblocks) + " of " +
-                           std::to_string(layout.block_size));
-  }
   StatusOr<kvtransfer::PeerId> p = Peer(x->target);
   if (!p.ok()) {
     return p.status().code() == StatusCode::kFailedPrecondition ? p.status()
@@ -176,7 +165,21 @@ grpc::Status PrefillServiceImpl::Prefill(grpc::ServerContext* ctx, const v1::Pre
   auto x = std::make_shared<Xfer>();
   std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
   Status st = Check(*req, prompt, x.get());
-  if (!st.ok()) return serving::ToGrpc(st.WithContext(d_->inst.name));
+  if (!st.ok()) {
+    // Refused before any write: still tell D (when its target is usable) so that the lease it
+    // fences on cancel is freed at once rather than after the fence time.
+    auto refused = std::make_shared<Xfer>();
+    if (refused->target.ParseFromString(req->target()) &&
+        refused->target.compat_hash() == d_->compat_hash) {
+      StatusOr<kvtransfer::PeerId> peer = Peer(refused->target);
+      if (peer.ok()) {
+        refused->peer = *peer;
+        refused->prompt_len = static_cast<int>(prompt.size());
+        SendTombstone(id, *refused, st);
+      }
+    }
+    return serving::ToGrpc(st.WithContext(d_->inst.name));
+  }
   const KvLayout& layout = d_->runner->kv_arena().layout;
   x->remote_layout = layout;
   x->remote_layout.num_blocks = x->target.num_blocks();
