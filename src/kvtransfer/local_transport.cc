@@ -22,6 +22,8 @@
 #include <mutex>
 #include <thread>
 
+#include "kvtransfer/auth.h"
+#include "common/logging.h"
 #include "kvtransfer/clock.h"
 #include "kvtransfer/device_copier.h"
 #include "kvtransfer/transport.h"
@@ -207,6 +209,9 @@ class LocalTransport final : public Transport {
     return OkStatus();
   }
   Status MapRemote(LocalPeer& p, const std::vector<int>& fds, const std::string& handles);
+  Status Authenticate(int fd, const std::string& peer, const std::string& nonce_i,
+                      std::string& reply);
+  std::string AdmitVerdict(int fd, const wire::HelloInfo& h);
 
   Status ConnectLocked(PeerId id);
   void AcceptLoop();
@@ -253,16 +258,21 @@ Status LocalTransport::ConnectLocked(PeerId id) {
   timeval tv{static_cast<time_t>(opt_.connect_timeout.count() / 1000),
              static_cast<suseconds_t>(opt_.connect_timeout.count() % 1000 * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  const std::string hello = wire::EncodeHello({opt_.name, incarnation_, p.md.incarnation,
-                                               opt_.compat_hash, 0});
+  wire::HelloInfo hi{opt_.name, incarnation_, p.md.incarnation, opt_.compat_hash, 0, {}};
+  if (!opt_.auth_secret.empty()) hi.nonce = auth::NewNonce();
   std::string reply;
-  if (!SendMsg(fd, hello) || !RecvMsg(fd, reply)) {
+  if (!SendMsg(fd, wire::EncodeHello(hi)) || !RecvMsg(fd, reply)) {
     close(fd);
     return Unavailable("kvtransfer local: handshake with '" + p.md.name + "' failed");
   }
+  if (Status st = Authenticate(fd, p.md.name, hi.nonce, reply); !st.ok()) {
+    close(fd);
+    return st;
+  }
   if (reply != "OK") {
     close(fd);
-    return FailedPrecondition(reply);
+    return reply.rfind("kvtransfer auth", 0) == 0 ? Unauthenticated(reply)
+                                                   : FailedPrecondition(reply);
   }
   // The host arenas' fds follow in one SCM_RIGHTS message, then the GPU arenas' IPC handles.
   size_t n = 0;
@@ -348,6 +358,62 @@ Status LocalTransport::MapRemote(LocalPeer& p, const std::vector<int>& fds,
   return st;
 }
 
+// Initiator side of the auth exchange (auth.h): `reply` is the responder's first answer; on
+// success it is replaced by the final verdict.
+Status LocalTransport::Authenticate(int fd, const std::string& peer, const std::string& nonce_i,
+                                    std::string& reply) {
+  if (reply.rfind("AUTH", 0) != 0) {
+    if (!nonce_i.empty() && reply == "OK") {
+      return Unauthenticated("kvtransfer auth: peer '" + peer + "' accepted the connection "
+                             "without proving the shared secret (set the same auth_secret on both)");
+    }
+    return OkStatus();
+  }
+  if (nonce_i.empty() || reply.size() != 4 + auth::kNonceBytes + auth::kProofBytes) {
+    return Unauthenticated("kvtransfer auth: unexpected challenge from '" + peer + "'");
+  }
+  const std::string nonce_r = reply.substr(4, auth::kNonceBytes);
+  if (!auth::Equal(reply.substr(4 + auth::kNonceBytes),
+                   auth::Proof(opt_.auth_secret, "r", nonce_i, nonce_r, opt_.name, peer))) {
+    SendMsg(fd, std::string(auth::kProofBytes, '\0'));  // the responder refuses it, then we close
+    const Status st = Unauthenticated("kvtransfer auth: peer '" + peer +
+                                      "' failed authentication (a different auth_secret)");
+    PD_LOG_WARN("kvtransfer local: {}", st.message());
+    return st;
+  }
+  if (!SendMsg(fd, auth::Proof(opt_.auth_secret, "i", nonce_i, nonce_r, opt_.name, peer)) ||
+      !RecvMsg(fd, reply)) {
+    return Unavailable("kvtransfer local: handshake with '" + peer + "' failed");
+  }
+  return OkStatus();
+}
+
+// Responder side: "OK" to admit, else the refusal. With a secret: challenge, then check proof.
+std::string LocalTransport::AdmitVerdict(int fd, const wire::HelloInfo& h) {
+  const bool secret = !opt_.auth_secret.empty();
+  std::string verdict = "OK";
+  if (!secret && !h.nonce.empty()) {
+    verdict = "kvtransfer auth: '" + h.name + "' offers authentication but '" + opt_.name +
+              "' has no auth_secret (set the same secret on both)";
+  } else if (secret && h.nonce.empty()) {
+    verdict = "kvtransfer auth: '" + opt_.name + "' requires peer authentication and '" + h.name +
+              "' presented none (set the same auth_secret on both)";
+  } else if (secret) {
+    const std::string nonce_r = auth::NewNonce();
+    std::string proof;
+    if (!SendMsg(fd, "AUTH" + nonce_r +
+                         auth::Proof(opt_.auth_secret, "r", h.nonce, nonce_r, h.name, opt_.name)) ||
+        !RecvMsg(fd, proof) ||
+        !auth::Equal(proof,
+                     auth::Proof(opt_.auth_secret, "i", h.nonce, nonce_r, h.name, opt_.name))) {
+      verdict = "kvtransfer auth: '" + h.name + "' failed authentication at '" + opt_.name +
+                "' (a different auth_secret)";
+    }
+  }
+  if (verdict != "OK") PD_LOG_WARN("kvtransfer local: refused an inbound peer: {}", verdict);
+  return verdict;
+}
+
 void LocalTransport::AcceptLoop() {
   for (;;) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -379,6 +445,8 @@ void LocalTransport::Serve(int fd) {
     } else if (h->expected_incarnation != incarnation_) {
       verdict = "kvtransfer: stale metadata: '" + opt_.name + "' now runs incarnation " +
                 std::to_string(incarnation_) + " (reload its metadata)";
+    } else {
+      verdict = AdmitVerdict(fd, *h);
     }
     if (SendMsg(fd, verdict) && verdict == "OK") {
       char byte = 0;

@@ -25,6 +25,7 @@
 #include <unordered_map>
 
 #include "common/logging.h"
+#include "kvtransfer/auth.h"
 #include "kvtransfer/tcp_transport_internal.h"
 
 namespace pd::kvtransfer::tcp {
@@ -318,7 +319,8 @@ void TcpTransport::HandleEvent(Conn* c, uint32_t events) {
     }
     c->state = ConnState::kHelloSent;
     wire::HelloInfo h{opt_.name, incarnation_, peers_[c->peer].md.incarnation, opt_.compat_hash,
-                      static_cast<uint32_t>(c->path)};
+                      static_cast<uint32_t>(c->path), {}};
+    if (!opt_.auth_secret.empty()) h.nonce = c->auth_nonce = auth::NewNonce();
     std::string body = wire::EncodeHello(h);
     const FrameHeader hh = wire::MakeHeader(FrameType::kHello, 0, 0, 0, 0, body.size());
     QueueCtrl(c, hh, {}, std::move(body));

@@ -119,7 +119,10 @@ struct Conn {
   bool outgoing = false;
   PeerId peer = 0;
   int path = -1;
-  std::string remote_name;
+  std::string remote_name;  // set once the peer passed HELLO (and authentication)
+  // Handshake authentication (auth.h): our nonce, the peer's, the name awaiting proof.
+  std::string auth_nonce, auth_peer_nonce, auth_pending_name;
+  bool auth_ok = false;  // initiator: the responder proved the secret
   // send side
   std::deque<OutFrame> ctrl_q, data_q;
   std::optional<OutFrame> cur;
@@ -216,6 +219,9 @@ class TcpTransport final : public Transport {
   Status BeginPayload(Conn* c);
   void Dispatch(Conn* c);
   void OnHello(Conn* c);
+  void OnAuthChallenge(Conn* c);
+  void OnAuthResponse(Conn* c);
+  void Refuse(Conn* c, const Status& st);
   void OnChunkAcked(Conn* c, uint64_t chunk_id, int64_t ts_ns);
   void OnErr(Conn* c);
   // GPU staging (tcp_transport_stage.cc)

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/logging.h"
+#include "kvtransfer/auth.h"
 #include "kvtransfer/tcp_transport_internal.h"
 
 namespace pd::kvtransfer::tcp {
@@ -92,10 +93,14 @@ Status TcpTransport::BeginPayload(Conn* c) {
   c->rx_slot.Reset();
   c->rx_heap.reset();
   if (c->state != ConnState::kReady && c->state != ConnState::kAccepted &&
-      type != FrameType::kHelloAck && type != FrameType::kErr) {
+      type != FrameType::kHelloAck && type != FrameType::kErr &&
+      type != FrameType::kAuthChallenge) {
     return FailedPrecondition("kvtransfer tcp: frame before handshake");
   }
-  if (c->state == ConnState::kAccepted && c->remote_name.empty() && type != FrameType::kHello) {
+  // An inbound connection carries nothing but HELLO (and its AUTH_RESPONSE) until the peer
+  // passed the handshake: no frame before that touches memory.
+  if (c->state == ConnState::kAccepted && c->remote_name.empty() && type != FrameType::kHello &&
+      type != FrameType::kAuthResponse) {
     return FailedPrecondition("kvtransfer tcp: frame before HELLO");
   }
   if (type == FrameType::kData || type == FrameType::kReadData) {
@@ -140,8 +145,22 @@ void TcpTransport::Dispatch(Conn* c) {
       OnHello(c);
       return;
     case FrameType::kHelloAck:
-      if (c->outgoing && c->state == ConnState::kHelloSent) c->state = ConnState::kReady;
+      if (c->outgoing && c->state == ConnState::kHelloSent) {
+        if (!opt_.auth_secret.empty() && !c->auth_ok) {
+          ConnFailed(c, Unauthenticated("kvtransfer auth: peer '" + peers_[c->peer].md.name +
+                                        "' accepted the connection without proving the shared "
+                                        "secret (it has no auth_secret; set the same on both)"));
+          return;
+        }
+        c->state = ConnState::kReady;
+      }
       cv_.notify_all();
+      return;
+    case FrameType::kAuthChallenge:
+      OnAuthChallenge(c);
+      return;
+    case FrameType::kAuthResponse:
+      OnAuthResponse(c);
       return;
     case FrameType::kData:
       if (c->rx_staged) return FinishStagedRx(c);  // ACK after the host->device copy
@@ -206,13 +225,83 @@ void TcpTransport::OnHello(Conn* c) {
                             " of '" + opt_.name + "', which now runs incarnation " +
                             std::to_string(incarnation_) + " (reload its metadata)");
   }
-  if (!st.ok()) {
-    QueueCtrl(c, wire::MakeHeader(FrameType::kErr, 0, 0, 0, 0, st.message().size(),
-                                  static_cast<uint32_t>(st.code())),
-              {}, st.message());
+  const bool secret = !opt_.auth_secret.empty();
+  if (st.ok() && !secret && !hello->nonce.empty()) {
+    st = Unauthenticated("kvtransfer auth: '" + hello->name + "' offers authentication but '" +
+                         opt_.name + "' has no auth_secret (set the same secret on both)");
+  } else if (st.ok() && secret && hello->nonce.empty()) {
+    st = Unauthenticated("kvtransfer auth: '" + opt_.name + "' requires peer authentication and '" +
+                         hello->name + "' presented none (set the same auth_secret on both)");
+  }
+  if (!st.ok()) return Refuse(c, st);
+  if (secret) {  // challenge: our nonce and our proof; HELLO_ACK after the peer's proof
+    c->auth_peer_nonce = hello->nonce;
+    c->auth_nonce = auth::NewNonce();
+    c->auth_pending_name = hello->name;
+    const std::string body = c->auth_nonce + auth::Proof(opt_.auth_secret, "r", hello->nonce,
+                                                         c->auth_nonce, hello->name, opt_.name);
+    QueueCtrl(c, wire::MakeHeader(FrameType::kAuthChallenge, 0, 0, 0, 0, body.size()), {}, body);
     return;
   }
   c->remote_name = hello->name;
+  QueueCtrl(c, wire::MakeHeader(FrameType::kHelloAck, 0, 0, 0, 0, 0), {}, {});
+}
+
+// Answers a refused handshake with ERR (the initiator fails with `st`); auth refusals are
+// logged here too, so both sides say why. The connection stays unauthenticated.
+void TcpTransport::Refuse(Conn* c, const Status& st) {
+  if (st.code() == StatusCode::kUnauthenticated) {
+    PD_LOG_WARN("kvtransfer tcp: refused an inbound peer: {}", st.message());
+  }
+  QueueCtrl(c, wire::MakeHeader(FrameType::kErr, 0, 0, 0, 0, st.message().size(),
+                                static_cast<uint32_t>(st.code())),
+            {}, st.message());
+}
+
+// Initiator: verify the responder's proof, then prove ours.
+void TcpTransport::OnAuthChallenge(Conn* c) {
+  const std::string peer = c->outgoing ? peers_[c->peer].md.name : c->remote_name;
+  const std::string& b = c->rx_owned;
+  if (!c->outgoing || c->state != ConnState::kHelloSent || c->auth_nonce.empty() ||
+      b.size() != auth::kNonceBytes + auth::kProofBytes) {
+    return ConnFailed(c, Unauthenticated("kvtransfer auth: unexpected challenge from '" + peer +
+                                         "' (set the same auth_secret on both)"));
+  }
+  const std::string nonce_r = b.substr(0, auth::kNonceBytes);
+  const std::string want =
+      auth::Proof(opt_.auth_secret, "r", c->auth_nonce, nonce_r, opt_.name, peer);
+  if (!auth::Equal(b.substr(auth::kNonceBytes), want)) {
+    const Status st = Unauthenticated("kvtransfer auth: peer '" + peer +
+                                      "' failed authentication (a different auth_secret)");
+    PD_LOG_WARN("kvtransfer tcp: {}", st.message());
+    QueueCtrl(c, wire::MakeHeader(FrameType::kErr, 0, 0, 0, 0, st.message().size(),
+                                  static_cast<uint32_t>(st.code())),
+              {}, st.message());
+    return ConnFailed(c, st);
+  }
+  c->auth_ok = true;
+  const std::string proof =
+      auth::Proof(opt_.auth_secret, "i", c->auth_nonce, nonce_r, opt_.name, peer);
+  QueueCtrl(c, wire::MakeHeader(FrameType::kAuthResponse, 0, 0, 0, 0, proof.size()), {}, proof);
+}
+
+// Responder: the initiator's proof admits the connection (HELLO_ACK) or refuses it.
+void TcpTransport::OnAuthResponse(Conn* c) {
+  if (c->outgoing || c->auth_pending_name.empty()) {
+    return Refuse(c, Unauthenticated("kvtransfer auth: AUTH_RESPONSE without a challenge"));
+  }
+  const std::string name = c->auth_pending_name;
+  const std::string want = auth::Proof(opt_.auth_secret, "i", c->auth_peer_nonce, c->auth_nonce,
+                                       name, opt_.name);
+  const bool ok = auth::Equal(c->rx_owned, want);
+  c->auth_nonce.clear();  // one attempt per challenge
+  c->auth_peer_nonce.clear();
+  c->auth_pending_name.clear();
+  if (!ok) {
+    return Refuse(c, Unauthenticated("kvtransfer auth: '" + name + "' failed authentication at '" +
+                                     opt_.name + "' (a different auth_secret)"));
+  }
+  c->remote_name = name;
   QueueCtrl(c, wire::MakeHeader(FrameType::kHelloAck, 0, 0, 0, 0, 0), {}, {});
 }
 

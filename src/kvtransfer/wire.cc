@@ -24,6 +24,8 @@ StatusOr<uint32_t> ParseHeader(const FrameHeader& h) {
     case FrameType::kNotify:
     case FrameType::kNotifyAck:
     case FrameType::kErr:
+    case FrameType::kAuthChallenge:
+    case FrameType::kAuthResponse:
       if (h.nseg != 0 || h.payload_len > kMaxControlPayload) {
         return DataLoss("kvtransfer wire: bad control frame");
       }
@@ -67,6 +69,10 @@ std::string EncodeHello(const HelloInfo& h) {
   Put64(s, h.compat_hash);
   Put64(s, h.path_index);
   s += h.name;
+  if (!h.nonce.empty()) {  // names never hold NUL: it separates the optional nonce
+    s += '\0';
+    s += h.nonce;
+  }
   return s;
 }
 
@@ -80,6 +86,11 @@ StatusOr<HelloInfo> DecodeHello(const std::string& bytes) {
   }
   h.path_index = static_cast<uint32_t>(path);
   h.name = bytes.substr(pos);
+  if (const size_t nul = h.name.find('\0'); nul != std::string::npos) {
+    h.nonce = h.name.substr(nul + 1);
+    h.name.resize(nul);
+    if (h.nonce.size() != 32) return DataLoss("kvtransfer wire: bad HELLO nonce");
+  }
   if (h.name.size() > 256) return DataLoss("kvtransfer wire: HELLO name too long");
   return h;
 }

@@ -11,7 +11,9 @@
 //            ts/chunk echoed) or ERR.
 // NOTIFY     payload = notification bytes; answered NOTIFY_ACK.
 // HELLO      payload = HelloInfo (connect-time check of incarnation and compat hash); answered
-//            HELLO_ACK or ERR.
+//            HELLO_ACK or ERR, or (engine with an auth secret) AUTH_CHALLENGE.
+// AUTH_CHALLENGE  responder -> initiator: nonce_r | proof_r (auth.h). The initiator answers
+//            AUTH_RESPONSE (payload proof_i); the responder then HELLO_ACK or ERR.
 // ERR        payload = message; aux = StatusCode; xfer_id/chunk_id name what failed.
 //
 // ParseHeader / ValidateSegs are the ONLY gate between bytes from the network and registered
@@ -43,6 +45,8 @@ enum class FrameType : uint8_t {
   kNotify = 7,
   kNotifyAck = 8,
   kErr = 9,
+  kAuthChallenge = 10,
+  kAuthResponse = 11,
 };
 
 #pragma pack(push, 1)
@@ -90,6 +94,7 @@ struct HelloInfo {
   uint64_t expected_incarnation = 0;  // the responder incarnation the initiator loaded
   uint64_t compat_hash = 0;
   uint32_t path_index = 0;
+  std::string nonce;  // the initiator's auth nonce (auth.h); empty = no authentication offered
 };
 std::string EncodeHello(const HelloInfo& h);
 StatusOr<HelloInfo> DecodeHello(const std::string& bytes);

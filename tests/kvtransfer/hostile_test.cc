@@ -53,7 +53,7 @@ struct Target {
   // Connects and completes the handshake like a legitimate peer.
   int Handshake() const {
     const int fd = Dial();
-    wire::HelloInfo h{"evil", 1, e->incarnation(), kCompat, 0};
+    wire::HelloInfo h{"evil", 1, e->incarnation(), kCompat, 0, {}};
     const std::string body = wire::EncodeHello(h);
     const FrameHeader hh = wire::MakeHeader(FrameType::kHello, 0, 0, 0, 0, body.size());
     EXPECT_EQ(write(fd, &hh, sizeof(hh)), static_cast<ssize_t>(sizeof(hh)));

@@ -50,7 +50,12 @@ class PeerProcess {
     close(out[1]);
     to_ = fdopen(in[1], "w");
     from_ = fdopen(out[0], "r");
-    const std::string first = Line();  // "META <hex>", or an error line if it failed
+    std::string first = Line();  // "META <hex>", or "ERROR ..."; log lines may come first
+    for (int i = 0; i < 100 && !first.empty() && first.rfind("META ", 0) != 0 &&
+                    first.rfind("ERROR ", 0) != 0;
+         ++i) {
+      first = Line();
+    }
     if (first.rfind("META ", 0) != 0) {
       ADD_FAILURE() << "kvtransfer_peer did not start: " << first;
       return;

@@ -62,7 +62,7 @@ TEST(WireTest, RandomSegmentsNeverEscape) {
 }
 
 TEST(WireTest, HelloRoundTripAndTruncation) {
-  HelloInfo h{"prefill-0", 11, 22, 33, 3};
+  HelloInfo h{"prefill-0", 11, 22, 33, 3, {}};
   auto d = DecodeHello(EncodeHello(h));
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->name, "prefill-0");
