@@ -64,9 +64,14 @@ class FakeDaemon final : public v1::DecodeService::Service, public v1::PrefillSe
     const pd::SeqId seq = next_seq_++;
     {
       std::lock_guard<std::mutex> l(mu_);
-      const pd::Status s = blocks_.Commit(req->lease_id(), seq, NowMs());
-      leases_.erase(req->request_id());
-      if (!s.ok()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+      if (req->lease_id() == 0) {  // local prefill into fresh blocks (no Reserve, or fallback)
+        auto a = blocks_.AllocateForPrompt(seq, toks);
+        if (!a.ok()) return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, a.status().message());
+      } else {
+        const pd::Status s = blocks_.Commit(req->lease_id(), seq, NowMs());
+        leases_.erase(req->request_id());
+        if (!s.ok()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, s.message());
+      }
       seqs_[req->request_id()] = seq;
       ++running_;
     }
