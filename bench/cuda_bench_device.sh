@@ -15,10 +15,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 if [ "$mode" = pack ]; then
-  cmake --build build-cuda -j2 --target cuda_kernels_test cuda_runner_test cuda_bench || exit 1
+  cmake --build build-cuda -j2 --target cuda_kernels_test cuda_runner_test cuda_bf16_reference_test cuda_bench || exit 1
   mkdir -p .dev/cuda/bin
   strip -o .dev/cuda/bin/cuda_kernels_test build-cuda/tests/model_cuda/cuda_kernels_test
   strip -o .dev/cuda/bin/cuda_runner_test build-cuda/tests/model_cuda/cuda_runner_test
+  strip -o .dev/cuda/bin/cuda_bf16_reference_test build-cuda/tests/model_cuda/cuda_bf16_reference_test
   strip -o .dev/cuda/bin/cuda_bench build-cuda/bench/cuda_bench
   ls -la .dev/cuda/bin .dev/cuda/lib
   exit 0
@@ -30,9 +31,9 @@ export PD_TEST_DATA_DIR=$PWD/tests/data
 export LD_LIBRARY_PATH=$PWD/.dev/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
 rc=0
-for t in cuda_kernels_test cuda_runner_test; do
+for t in cuda_kernels_test cuda_runner_test cuda_bf16_reference_test; do
   timeout 150 $BIN/$t > "$OUT/$t.log" 2>&1 || rc=1
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) |\[  FAILED|Failure|\[golden|\[cpu-vs|Expected|Which is|error" \
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |\[  FAILED|Failure|\[golden|\[cpu-vs|\[bf16-ref|Expected|Which is|error" \
     "$OUT/$t.log" | head -40
 done
 echo "gpu tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
