@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstring>
 #include <map>
 
@@ -193,6 +195,72 @@ TEST(Engine, CancelFreesBlocksAndLeases) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   e.Stop();
   ExpectPoolIdle(e);
+}
+
+// Lease fence (decode side): a lease that ends uncommitted keeps its blocks out of the pool until
+// its writer is known done (ReleaseFenced) or the fence time passes; a new lease never gets them.
+TEST(Engine, EndedLeasesAreFencedUntilReleasedOrTimedOut) {
+  FakeRunnerOptions fo;
+  FakeRunner runner(fo);
+  EngineOptions eo;
+  eo.lease_fence_ms = 300;
+  Engine e(&runner, eo);
+  const int total = e.Stats().blocks.total_blocks;
+  auto a = e.Reserve("a", Prompt(40, 1), 10000);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(e.LiveLease("a"), a->lease);
+  EXPECT_TRUE(e.Cancel("a"));  // a P may still be writing: fenced, not freed
+  EXPECT_EQ(e.LiveLease("a"), 0u);
+  EngineStats st = e.Stats();
+  EXPECT_EQ(st.fenced, 1);
+  EXPECT_EQ(st.blocks.free_blocks + st.blocks.cached_blocks,
+            total - static_cast<int>(a->blocks.size()));
+  // A new lease for the same request never gets the fenced blocks.
+  auto b = e.Reserve("a", Prompt(40, 1), 10000);
+  ASSERT_TRUE(b.ok());
+  EXPECT_NE(b->lease, a->lease);
+  for (BlockId x : b->blocks) {
+    EXPECT_EQ(std::count(a->blocks.begin(), a->blocks.end(), x), 0) << "block " << x << " reused";
+  }
+  // The writer's final notice: freed at once. A second release is a no-op.
+  EXPECT_TRUE(e.ReleaseFenced(a->lease));
+  EXPECT_FALSE(e.ReleaseFenced(a->lease));
+  EXPECT_FALSE(e.ReleaseFenced(b->lease));  // live, not fenced
+  // Cancel with writer_done frees without a fence.
+  EXPECT_TRUE(e.Cancel("a", /*writer_done=*/true));
+  EXPECT_EQ(e.Stats().fenced, 0);
+  // Expiry fences too, and the fence times out without a word from the writer.
+  auto c = e.Reserve("c", Prompt(20, 2), 1);
+  ASSERT_TRUE(c.ok());
+  e.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(e.LiveLease("c"), 0u);
+  EXPECT_EQ(e.Stats().fenced, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(e.Stats().fenced, 0);
+  e.Stop();
+  ExpectPoolIdle(e);
+}
+
+TEST(Engine, MaxQueueRefusesNewWorkWithResourceExhausted) {
+  FakeRunnerOptions fo;
+  FakeRunner runner(fo);
+  EngineOptions eo;
+  eo.max_queue = 2;
+  Engine e(&runner, eo);  // not started: submissions stay queued
+  ASSERT_TRUE(e.Submit(Req("q1", Prompt(8, 1), 4)).ok());
+  ASSERT_TRUE(e.Reserve("l1", Prompt(8, 2), 10000).ok());
+  auto s = e.Submit(Req("q2", Prompt(8, 3), 4));
+  auto r = e.Reserve("l2", Prompt(8, 4), 10000);
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("max_queue"), std::string::npos);
+  ASSERT_TRUE(s.ok());  // waiting (1) < 2: a Submit counts only waiting sequences
+  auto s3 = e.Submit(Req("q3", Prompt(8, 5), 4));
+  EXPECT_EQ(s3.status().code(), StatusCode::kResourceExhausted);
+  e.Cancel("l1", true);
+  e.Start();
+  EXPECT_EQ(Drain(*s).last.finish, Finish::kLength);  // queued work still completes
+  e.Stop();
 }
 
 TEST(Engine, RemotePrefillThroughLayerHookMatchesReference) {
