@@ -298,20 +298,26 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, 256) * 4));
     pd::cuda::AttnArgs a{q, out, nh, nkv, D, batch, batch, 0, 0, 1.f / std::sqrt(128.f),
                          pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
-    for (bool tiled : {true, false}) {  // tiled kernel (default for D128) vs the CUDA-core one
+    // Tiled kernel variants (0 = default for D128: 64 keys x 2 stages; 1 = 32 x 4; 2 = 64 x 3),
+    // then the CUDA-core kernel (-1).
+    for (int variant = 0; variant <= pd::cuda::NumTiledDecodeVariants(); ++variant) {
+      const bool tiled = variant < pd::cuda::NumTiledDecodeVariants();
       pd::cuda::SetTiledDecodeAttention(tiled);
+      if (tiled) pd::cuda::SetTiledDecodeVariant(variant);
       const int auto_splits = pd::cuda::ChooseDecodeSplits(batch, nh, nkv, D, ctx, sms);
       std::vector<int> all{auto_splits, 2 * auto_splits, auto_splits > 1 ? auto_splits / 2 : 4};
-      if (quick || !tiled) all.resize(1);
+      if (quick || variant > 0) all.resize(1);
       for (int splits : all) {
         const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
         const double bytes = double(kv_elems) * 2;
+        const char* names[] = {"tiled64x2", "tiled32x4", "tiled64x3", "simt     "};
         std::printf("attn     decode %s batch %3d ctx %5d (GQA 32/8, D128, %2d splits%s): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
-                    tiled ? "tiled" : "simt ", batch, ctx, splits, splits == auto_splits ? ", auto" : "",
+                    names[variant], batch, ctx, splits, splits == auto_splits ? ", auto" : "",
                     ms * 1e3, bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
       }
     }
     pd::cuda::SetTiledDecodeAttention(true);
+    pd::cuda::SetTiledDecodeVariant(0);
     cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(ws);
     cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));

@@ -9,8 +9,10 @@
 #        whole-model golden parity;
 #     2. cuda_bench noprefill: ceilings, GEMV vs cuBLAS, decode attention (tiled and old kernel),
 #        decode steps b1..b256 at 1k/4k (prefill paths are unchanged by this work);
-#     3. A/B: the decode steps again with the old paths (PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt).
-#   Logs under $OUT. Wall time about 5 minutes on an H100.
+#     3. A/B: the decode steps again with the old paths (PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt);
+#     4. compute-sanitizer memcheck (tiled attention + GEMV tests) and racecheck (tiled attention).
+#   Logs under $OUT. Wall time about 6-7 minutes on an H100 (each step has its own timeout; the
+#   total stays under the device tool's 600 s per call).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -40,4 +42,10 @@ echo "gpu tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
 timeout 300 $BIN/cuda_bench noprefill 2>&1 | tee "$OUT/bench.log"
 PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt timeout 120 $BIN/cuda_bench quick nogemv noattn noprefill \
   2>&1 | sed 's/^/old-paths /' | tee "$OUT/bench_old_paths.log"
+CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+timeout 90 $CS --tool memcheck --leak-check no --error-exitcode 3 $BIN/cuda_kernels_test \
+  --gtest_filter='*TiledDecode*:*Gemv*' > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?"
+timeout 90 $CS --tool racecheck --error-exitcode 3 $BIN/cuda_kernels_test \
+  --gtest_filter='*TiledDecode*' > "$OUT/racecheck.log" 2>&1; echo "racecheck rc=$?"
+tail -2 "$OUT/memcheck.log" "$OUT/racecheck.log"
 exit $rc

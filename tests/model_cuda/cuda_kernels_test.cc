@@ -336,9 +336,13 @@ TEST(CudaKernels, TiledDecodeAttentionMatchesCpu) {
   PD_REQUIRE_GPU();
   ASSERT_TRUE(TiledDecodeAttentionUsed(128));
   ASSERT_FALSE(TiledDecodeAttentionUsed(64));
-  for (bool tiled : {true, false}) {
+  ASSERT_EQ(NumTiledDecodeVariants(), 3);
+  for (int variant : {0, 1, 2, -1}) {  // -1: the CUDA-core kernel
+    const bool tiled = variant >= 0;
     SetTiledDecodeAttention(tiled);
+    if (tiled) SetTiledDecodeVariant(variant);
     EXPECT_EQ(TiledDecodeAttentionUsed(128), tiled);
+    SCOPED_TRACE("variant " + std::to_string(variant));
     for (int splits : {1, 2, 7, 49}) {
       AttnCase(128, 32, 8, {0, 1000, 63, 64, 129}, {1, 1, 1, 1, 1}, 0, false, splits);
     }
@@ -347,6 +351,7 @@ TEST(CudaKernels, TiledDecodeAttentionMatchesCpu) {
     AttnCase(128, 8, 1, {2000}, {1}, 0, false, 1);             // MQA, one split of 32 tiles
   }
   SetTiledDecodeAttention(true);
+  SetTiledDecodeVariant(0);
   // Split choice: one wave for small batches, 1..4 splits once the batch fills the GPU.
   const int s1 = ChooseDecodeSplits(1, 32, 8, 128, 131072, 132);
   EXPECT_GE(s1, 8);

@@ -197,15 +197,24 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
 }
 
 // ---- tiled decode (D = 128) ---------------------------------------------------------------
-// One CTA (4 warps) per (row, kv head, head chunk, split). 64-key K/V tiles stream into shared
-// memory with 16-byte cp.async (double-buffered, K rows padded to 272 B so the per-key 16-byte
-// reads are conflict-free). QK: two threads per key (64 dims each) against every query head of
-// the GQA group (q in shared memory, fp32). Softmax and PV: warp w owns heads w and w + 4, all
-// 128 dims (4 per lane), so only the score exchange needs a CTA barrier.
-constexpr int kTD = 128, kTK = 64, kKStride = kTD + 8, kQStride = 2 * 68;
-constexpr size_t kTiledSmem = (2 * kTK * kKStride + 2 * kTK * kTD) * sizeof(bf16_t) +
-                              (kMaxG * kQStride + kMaxG * kTK) * sizeof(float);
+// One CTA (4 warps) per (row, kv head, head chunk, split). kTK-key K/V tiles stream into shared
+// memory with 16-byte cp.async through a kStages-deep ring (K rows padded to 272 B so the per-key
+// 16-byte reads are conflict-free). QK: 128/kTK threads per key, each over a slice of the dims,
+// against every query head of the GQA group (q in shared memory, fp32, slices padded by 4 floats
+// so the slices' broadcasts hit different banks). Softmax and PV: warp w owns heads w and w + 4,
+// all 128 dims (4 per lane), so only the score exchange needs a CTA barrier.
+constexpr int kTD = 128, kKStride = kTD + 8;
+int g_tiled_variant = 0;  // index into kTiledVariants
 bool g_tiled_decode = true;
+
+template <int kTK, int kStages>
+struct TiledCfg {
+  static constexpr int kTpk = 128 / kTK;          // threads per key in QK
+  static constexpr int kSlice = kTD / kTpk;       // dims per thread in QK
+  static constexpr int kQStride = kTD + 4 * kTpk;  // floats per head in q smem
+  static constexpr size_t kSmem = size_t(kStages) * kTK * (kKStride + kTD) * sizeof(bf16_t) +
+                                  (kMaxG * kQStride + kMaxG * kTK) * sizeof(float);
+};
 
 __device__ __forceinline__ void CpAsync16Tiled(void* smem, const void* gmem, bool valid) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -222,28 +231,36 @@ __device__ __forceinline__ void Unpack8(const uint4& r, float* f) {
   }
 }
 
+// Issues the loads of keys [j0, min(j0 + kTK, ze)) (zero-filled beyond) and commits a group
+// (an empty one when j0 >= ze, so every thread counts the same groups).
+template <int kTK>
 __device__ __forceinline__ void LoadDecodeTile(bf16_t* kd, bf16_t* vd, const AttnArgs& a,
                                                const int* table, int kvh, int j0, int ze) {
-  const int bs = a.kv.block_size;
-  for (int c = threadIdx.x; c < 2 * kTK * 16; c += 128) {
-    const int which = c / (kTK * 16), rem = c % (kTK * 16), row = rem >> 4, ch = rem & 15;
-    const int key = j0 + row;
-    const bool valid = key < ze;
-    const bf16_t* src = a.kv.base;
-    if (valid) src += KvOffset(a.kv, a.layer, table[key / bs], which, kvh, key % bs) + ch * 8;
-    bf16_t* dst = which == 0 ? kd + row * kKStride + ch * 8 : vd + row * kTD + ch * 8;
-    CpAsync16Tiled(dst, src, valid);
+  if (j0 < ze) {
+    const int bs = a.kv.block_size;
+    for (int c = threadIdx.x; c < 2 * kTK * 16; c += 128) {
+      const int which = c / (kTK * 16), rem = c % (kTK * 16), row = rem >> 4, ch = rem & 15;
+      const int key = j0 + row;
+      const bool valid = key < ze;
+      const bf16_t* src = a.kv.base;
+      if (valid) src += KvOffset(a.kv, a.layer, table[key / bs], which, kvh, key % bs) + ch * 8;
+      bf16_t* dst = which == 0 ? kd + row * kKStride + ch * 8 : vd + row * kTD + ch * 8;
+      CpAsync16Tiled(dst, src, valid);
+    }
   }
   asm volatile("cp.async.commit_group;\n" ::);
 }
 
+template <int kTK, int kStages>
 __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMeta m, int splits,
                                                              float* ws) {
+  using C = TiledCfg<kTK, kStages>;
+  constexpr int kKpl = kTK / 32;  // scores per lane in the softmax
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  bf16_t* ks = reinterpret_cast<bf16_t*>(smem_raw);  // [2][kTK][kKStride]
-  bf16_t* vs = ks + 2 * kTK * kKStride;               // [2][kTK][kTD]
-  float* qsm = reinterpret_cast<float*>(vs + 2 * kTK * kTD);  // [kMaxG][2][68]
-  float* psm = qsm + kMaxG * kQStride;                // [kMaxG][kTK]
+  bf16_t* ks = reinterpret_cast<bf16_t*>(smem_raw);  // [kStages][kTK][kKStride]
+  bf16_t* vs = ks + kStages * kTK * kKStride;         // [kStages][kTK][kTD]
+  float* qsm = reinterpret_cast<float*>(vs + kStages * kTK * kTD);  // [kMaxG][kTpk][kSlice + 4]
+  float* psm = qsm + kMaxG * C::kQStride;             // [kMaxG][kTK]
   const int r = blockIdx.x;
   if (r >= *m.num_valid_rows) return;
   const int group = a.num_heads / a.num_kv_heads;
@@ -259,41 +276,46 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
   const int zb = kbeg + z * per, ze = min(kend, zb + per);
   const int* table = m.block_ids + m.block_indptr[s];
   const int ntiles = zb < ze ? (ze - zb + kTK - 1) / kTK : 0;
-  if (ntiles > 0) LoadDecodeTile(ks, vs, a, table, kvh, zb, ze);
-
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    LoadDecodeTile<kTK>(ks + st * kTK * kKStride, vs + st * kTK * kTD, a, table, kvh,
+                        zb + st * kTK, ze);
+  }
   const float qscale = a.scale * kLog2e;
   for (int e = threadIdx.x; e < kMaxG * kTD; e += 128) {
     const int g = e / kTD, d = e % kTD;
-    qsm[g * kQStride + (d >> 6) * 68 + (d & 63)] =
+    qsm[g * C::kQStride + (d / C::kSlice) * (C::kSlice + 4) + d % C::kSlice] =
         g < gcount ? Bf(a.q[(int64_t(r) * a.num_heads + h0 + g) * kTD + d]) * qscale : 0.f;
   }
   float mrun[2] = {-INFINITY, -INFINITY}, lrun[2] = {0.f, 0.f}, acc[2][4];
 #pragma unroll
   for (int i = 0; i < 2; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-  const int key = warp * 16 + (lane & 15), half = lane >> 4;
+  constexpr int kKeysPerWarp = 32 / C::kTpk;
+  const int key = warp * kKeysPerWarp + lane % kKeysPerWarp, part = lane / kKeysPerWarp;
   for (int it = 0; it < ntiles; ++it) {
-    const int buf = it & 1, j0 = zb + it * kTK;
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    const int buf = it % kStages, j0 = zb + it * kTK;
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 2));
     __syncthreads();  // tile `it` visible; everyone is done with tile it-1 and its scores
-    if (it + 1 < ntiles) {
-      LoadDecodeTile(ks + (buf ^ 1) * kTK * kKStride, vs + (buf ^ 1) * kTK * kTD, a, table, kvh,
-                     j0 + kTK, ze);
+    {
+      const int nb = (it + kStages - 1) % kStages;  // the buffer tile it-1 used
+      LoadDecodeTile<kTK>(ks + nb * kTK * kKStride, vs + nb * kTK * kTD, a, table, kvh,
+                          j0 + (kStages - 1) * kTK, ze);
     }
-    {  // QK: scores of key `key` for every head, half of the dims per thread
-      const bf16_t* krow = ks + (buf * kTK + key) * kKStride + half * 64;
-      const float* qh = qsm + half * 68;
+    {  // QK: scores of key `key` for every head over this thread's slice of the dims
+      const bf16_t* krow = ks + (buf * kTK + key) * kKStride + part * C::kSlice;
+      const float* qh = qsm + part * (C::kSlice + 4);
       float sc[kMaxG];
 #pragma unroll
       for (int g = 0; g < kMaxG; ++g) sc[g] = 0.f;
 #pragma unroll
-      for (int c = 0; c < 8; ++c) {
+      for (int c = 0; c < C::kSlice / 8; ++c) {
         float kf[8];
         Unpack8(*reinterpret_cast<const uint4*>(krow + c * 8), kf);
 #pragma unroll
         for (int g = 0; g < kMaxG; ++g) {
           if (g < gcount) {
-            const float4 q0 = *reinterpret_cast<const float4*>(qh + g * kQStride + c * 8);
-            const float4 q1 = *reinterpret_cast<const float4*>(qh + g * kQStride + c * 8 + 4);
+            const float4 q0 = *reinterpret_cast<const float4*>(qh + g * C::kQStride + c * 8);
+            const float4 q1 = *reinterpret_cast<const float4*>(qh + g * C::kQStride + c * 8 + 4);
             sc[g] += q0.x * kf[0] + q0.y * kf[1] + q0.z * kf[2] + q0.w * kf[3] + q1.x * kf[4] +
                      q1.y * kf[5] + q1.z * kf[6] + q1.w * kf[7];
           }
@@ -302,8 +324,9 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
       const bool valid = j0 + key < ze;
 #pragma unroll
       for (int g = 0; g < kMaxG; ++g) {
-        sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], 16);
-        if (g < gcount && half == 0) psm[g * kTK + key] = valid ? sc[g] : -INFINITY;
+#pragma unroll
+        for (int o = kKeysPerWarp; o < 32; o <<= 1) sc[g] += __shfl_xor_sync(0xffffffffu, sc[g], o);
+        if (g < gcount && part == 0) psm[g * kTK + key] = valid ? sc[g] : -INFINITY;
       }
     }
     __syncthreads();
@@ -313,20 +336,23 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
       const int g = warp + 4 * i;
       if (g >= gcount) continue;
       float* pg = psm + g * kTK;
-      const float s0 = pg[lane], s1 = pg[lane + 32];
-      float tm = fmaxf(s0, s1);
+      float sv[kKpl];
+      float tm = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < kKpl; ++k) tm = fmaxf(tm, sv[k] = pg[lane + 32 * k]);
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
       const float mn = fmaxf(mrun[i], tm);  // finite: every tile has a valid key
       const float corr = exp2f(mrun[i] - mn);
-      const float p0 = exp2f(s0 - mn), p1 = exp2f(s1 - mn);
-      float ps = p0 + p1;
+      float ps = 0.f;
+#pragma unroll
+      for (int k = 0; k < kKpl; ++k) ps += (sv[k] = exp2f(sv[k] - mn));
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) ps += __shfl_xor_sync(0xffffffffu, ps, o);
       lrun[i] = lrun[i] * corr + ps;
       mrun[i] = mn;
-      pg[lane] = p0;
-      pg[lane + 32] = p1;
+#pragma unroll
+      for (int k = 0; k < kKpl; ++k) pg[lane + 32 * k] = sv[k];
       __syncwarp();
       float o4[4] = {acc[i][0] * corr, acc[i][1] * corr, acc[i][2] * corr, acc[i][3] * corr};
 #pragma unroll 8
@@ -342,6 +368,7 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
       for (int v = 0; v < 4; ++v) acc[i][v] = o4[v];
     }
   }
+  asm volatile("cp.async.wait_group 0;\n" ::);  // no copy may outlive the CTA
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     const int g = warp + 4 * i;
@@ -355,6 +382,18 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
     }
   }
 }
+
+// The measured-to-be-chosen variants: (keys per tile, pipeline stages).
+struct TiledVariant {
+  void (*kernel)(AttnArgs, BatchMeta, int, float*);
+  size_t smem;
+};
+const TiledVariant kTiledVariants[] = {
+    {DecodeAttnTiledKernel<64, 2>, TiledCfg<64, 2>::kSmem},
+    {DecodeAttnTiledKernel<32, 4>, TiledCfg<32, 4>::kSmem},
+    {DecodeAttnTiledKernel<64, 3>, TiledCfg<64, 3>::kSmem},
+};
+constexpr int kNumTiledVariants = 3;
 
 // ---- tensor-core prefill ------------------------------------------------------------------
 constexpr int kPD = 128, kBM = kPrefillTileRows, kBN = 64, kPThreads = kBM * 2;  // 16 rows/warp
@@ -575,20 +614,27 @@ void SetTiledDecodeAttention(bool on) { g_tiled_decode = on; }
 
 bool TiledDecodeAttentionUsed(int head_dim) { return g_tiled_decode && head_dim == kTD; }
 
+int NumTiledDecodeVariants() { return kNumTiledVariants; }
+
+void SetTiledDecodeVariant(int v) {
+  if (v >= 0 && v < kNumTiledVariants) g_tiled_variant = v;
+}
+
 namespace {
+// Sets each variant's shared-memory limit once and returns its resident CTAs per SM.
 int TiledCtasPerSm() {
-  static int per_sm = 0;
-  if (per_sm == 0) {
-    cudaFuncSetAttribute(DecodeAttnTiledKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(kTiledSmem));
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, DecodeAttnTiledKernel, 128,
-                                                      kTiledSmem) != cudaSuccess ||
-        per_sm < 1) {
+  static int per_sm[kNumTiledVariants] = {};
+  const TiledVariant& v = kTiledVariants[g_tiled_variant];
+  int& n = per_sm[g_tiled_variant];
+  if (n == 0) {
+    cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(v.smem));
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, v.kernel, 128, v.smem) != cudaSuccess ||
+        n < 1) {
       cudaGetLastError();
-      per_sm = 1;
+      n = 1;
     }
   }
-  return per_sm;
+  return n;
 }
 }  // namespace
 
@@ -623,7 +669,8 @@ void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, fl
   dim3 grid(a.rows, a.num_kv_heads * chunks, splits);
   if (TiledDecodeAttentionUsed(a.head_dim)) {
     TiledCtasPerSm();  // sets the shared-memory attribute once
-    DecodeAttnTiledKernel<<<grid, 128, kTiledSmem, stream>>>(a, m, splits, workspace);
+    const TiledVariant& v = kTiledVariants[g_tiled_variant];
+    v.kernel<<<grid, 128, v.smem, stream>>>(a, m, splits, workspace);
     CombineKernel<<<dim3(a.rows, a.num_heads), a.head_dim, 0, stream>>>(a, m, splits, workspace);
     return;
   }

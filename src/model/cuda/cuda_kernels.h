@@ -113,6 +113,10 @@ int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
 // it is switched off here (process-wide; tests and benchmarks compare both kernels).
 void SetTiledDecodeAttention(bool on);
 bool TiledDecodeAttentionUsed(int head_dim);
+// Tile shape of the tiled kernel (process-wide): 0 = 64 keys x 2 stages (default), 1 = 32 keys x
+// 4 stages, 2 = 64 keys x 3 stages. Out-of-range values are ignored.
+int NumTiledDecodeVariants();
+void SetTiledDecodeVariant(int variant);
 // Split count for LaunchDecodeAttention with the kernel it will use: the tiled kernel fills one
 // wave of CTAs (or the fullest of 1-4 splits when the batch alone fills the GPU), >= 256 keys
 // per split; otherwise ChooseSplits.

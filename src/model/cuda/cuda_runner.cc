@@ -152,11 +152,14 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   PD_CUDA_RET(cudaGetDeviceProperties(&prop, opts.gpu_id));
   num_sms_ = prop.multiProcessorCount;
   // Escape hatches for A/B runs: PD_CUDA_GEMV=0 (cuBLAS for every GEMM), PD_CUDA_DECODE_ATTN=simt
-  // (the CUDA-core decode attention kernel for every head dim).
+  // (the CUDA-core decode attention kernel for every head dim), PD_CUDA_DECODE_TILE=0|1|2 (tile
+  // shape of the tiled decode kernel, see cuda_kernels.h).
   const char* gemv_env = std::getenv("PD_CUDA_GEMV");
   use_gemv_ = !(gemv_env && std::strcmp(gemv_env, "0") == 0);
   const char* attn_env = std::getenv("PD_CUDA_DECODE_ATTN");
   if (attn_env && std::strcmp(attn_env, "simt") == 0) cuda::SetTiledDecodeAttention(false);
+  const char* tile_env = std::getenv("PD_CUDA_DECODE_TILE");  // tiled-kernel variant 0/1/2
+  if (tile_env) cuda::SetTiledDecodeVariant(std::atoi(tile_env));
   PD_CUDA_RET(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   PD_CUDA_RET(cudaEventCreateWithFlags(&layer_event_, cudaEventDisableTiming));
   PD_CUBLAS_RET(cublasCreate(&cublas_));
