@@ -30,13 +30,15 @@ stamp "machine: $(head -1 "$R/machine.txt")"
 "$B/pd-makemodel" --preset "$PRESET" --out "$MODEL" --seed 1 2>&1 | tail -1 | tee -a "$R/summary.txt"
 stamp "model ready"
 
-# 2. profile
-if [ "$SCALE" = gpu ]; then
+# 2. profile (SKIP_PROFILE=1: calibration only)
+if [ -n "${SKIP_PROFILE:-}" ]; then
+  :
+elif [ "$SCALE" = gpu ]; then
   PARGS="--reps 3 --warmup 1"
 else
   PARGS="--reps 3 --warmup 1 --prefill-tokens 16,64,256,512 --decode-batches 1,4,16 --decode-contexts 16,128,512"
 fi
-timeout 240 "$B/pd-profile" --model "$MODEL" --backend "$BACKEND" --out "$R/profile.json" \
+[ -n "${SKIP_PROFILE:-}" ] || timeout 240 "$B/pd-profile" --model "$MODEL" --backend "$BACKEND" --out "$R/profile.json" \
   --note "scripts/device-plan.sh, $PRESET random weights" $PARGS > "$R/profile.log" 2>&1
 stamp "pd-profile rc $?"; tail -3 "$R/profile.log"
 cp "$R/profile.json" "$OUT/profile.json" 2>/dev/null
@@ -65,12 +67,14 @@ bench() {  # deployment point-name args...
   echo "$dep $pt $*" >> "$R/points.txt"
 }
 if [ "$SCALE" = gpu ]; then
-  POINTS=("a --input-len 1024 --output-len 128 --rate 2 --num-requests 40"
-          "b --input-len 1024 --output-len 128 --rate 8 --num-requests 80"
-          "c --input-len 4096 --output-len 128 --rate 2 --num-requests 30")
+  # A different seed per point: the same seed would repeat the earlier point's prompts, which
+  # then hit the decode instance's prefix cache (the simulator does not model prefix caching).
+  POINTS=("a --input-len 1024 --output-len 128 --rate 2 --num-requests 40 --seed 11"
+          "b --input-len 1024 --output-len 128 --rate 5 --num-requests 60 --seed 12"
+          "c --input-len 4096 --output-len 128 --rate 1 --num-requests 24 --seed 13")
 else
-  POINTS=("a --input-len 256 --output-len 16 --rate 2 --num-requests 12"
-          "b --input-len 512 --output-len 16 --rate 4 --num-requests 12")
+  POINTS=("a --input-len 256 --output-len 16 --rate 2 --num-requests 12 --seed 11"
+          "b --input-len 512 --output-len 16 --rate 4 --num-requests 12 --seed 12")
 fi
 for dep in 1p1d colocated; do
   deploy "$dep" "configs/plan-calib-$dep.yaml"

@@ -2,6 +2,7 @@
 """Compares pd-bench measurements (scripts/device-plan.sh results) with pd-sim's predictions.
 
 Usage: scripts/plan_calibrate.py RESULTS_DIR PD_SIM [--link-gbps X] [--share-penalty X]
+                                 [--profile F.json]
 RESULTS_DIR holds profile.json, points.txt, bench-<dep>-<pt>.json and logs/<dep>/*.log (the KV
 pool of each daemon is read from its "N KV blocks of 16 tokens" line). Prints one row per point
 with TTFT p50 and output throughput, measured vs simulated, and the relative errors; writes
@@ -23,15 +24,17 @@ ENGINES = {  # configs/plan-calib-*.yaml
 
 
 def kv_tokens(results, dep, inst):
-    path = os.path.join(results, "logs", dep, inst + ".log")
-    try:
-        with open(path, errors="replace") as f:
-            for line in f:
-                m = re.search(r"(\d+) KV blocks of (\d+) tokens", line)
-                if m:
-                    return int(m.group(1)) * int(m.group(2))
-    except OSError:
-        pass
+    """The daemon's KV pool from its log, or from kv-<dep>.txt (the log lines kept)."""
+    for path in (os.path.join(results, "logs", dep, inst + ".log"),
+                 os.path.join(results, "kv-%s.txt" % dep)):
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    m = re.search(inst + r": \S+ backend, (\d+) KV blocks of (\d+) tokens", line)
+                    if m:
+                        return int(m.group(1)) * int(m.group(2))
+        except OSError:
+            pass
     return 0
 
 
@@ -47,6 +50,7 @@ def main():
     extra = sys.argv[3:]
     link = flag(extra, "--link-gbps", "10")
     penalty = flag(extra, "--share-penalty", "1.0")
+    profile = flag(extra, "--profile", os.path.join(results, "profile.json"))
     rows = []
     with open(os.path.join(results, "points.txt")) as f:
         points = [line.split() for line in f if line.strip()]
@@ -54,12 +58,12 @@ def main():
         dep, pt, bargs = p[0], p[1], p[2:]
         with open(os.path.join(results, "bench-%s-%s.json" % (dep, pt))) as f:
             meas = json.load(f)
-        cmd = [sim, "--profile", os.path.join(results, "profile.json"), "--json",
+        cmd = [sim, "--profile", profile, "--json",
                "--input", flag(bargs, "--input-len", "128"),
                "--output", flag(bargs, "--output-len", "64"),
                "--rate", flag(bargs, "--rate", "inf"),
                "--num-requests", flag(bargs, "--num-requests", "100"),
-               "--seed", "0", "--slo-ttft-ms", "500", "--slo-tpot-ms", "50",
+               "--seed", flag(bargs, "--seed", "0"), "--slo-ttft-ms", "500", "--slo-tpot-ms", "50",
                "--link-gbps", link, "--link-latency-ms", "1", "--share-penalty", penalty]
         cmd += ENGINES[dep]
         d = kv_tokens(results, dep, "decode-0")
