@@ -165,7 +165,8 @@ int GpuBench(const Flags& f) {
   if (!dev) return 1;
   const auto [d2h, h2d] = CopyCeiling(*copier, dev, bytes, runs);
   mem.Free(dev);
-  std::printf("# gpu arenas over tcp loopback (%s copier), payload %llu MiB, best of %d after a warm-up\n",
+  std::printf("# gpu arenas over tcp loopback (%s copier), payload %llu MiB, "
+              "best of %d after a warm-up\n",
               copier->name().c_str(), static_cast<unsigned long long>(bytes >> 20), runs);
   std::printf("copy ceiling (one cudaMemcpyAsync, pinned host): D2H %.2f GB/s, H2D %.2f GB/s\n",
               d2h, h2d);

@@ -109,17 +109,29 @@ class TimelyCc final : public CongestionControl {
     prev_rtt_ = rtt;
     const double min_rtt = static_cast<double>(std::max<int64_t>(rtt_.min_rtt(), 1000));
     const double gradient = rtt_diff_ / min_rtt;
+    // Multiplicative decreases at most once per smoothed RTT (as Swift): the paper updates
+    // once per completion of a 16-64 KB segment, about once per RTT at 10 Gbit/s; here every
+    // chunk of a window (several per path, several paths) reports the same queue build-up, and
+    // cutting on each compounded into a collapse (the incast starvation in docs/kvtransfer.md).
+    const int64_t now = clock_.NowNs();
+    const bool may_cut = now - last_decrease_ns_ >= rtt_.srtt();
     if (rtt < t_low) {
       rate_ += delta_;
       hai_count_ = 0;
     } else if (rtt > t_high) {
-      rate_ *= 1 - kBeta * (1 - t_high / rtt);
+      if (may_cut) {
+        rate_ *= 1 - kBeta * (1 - t_high / rtt);
+        last_decrease_ns_ = now;
+      }
       hai_count_ = 0;
     } else if (gradient <= 0) {
       hai_count_++;
       rate_ += (hai_count_ >= 5 ? 5 : 1) * delta_;
     } else {
-      rate_ *= 1 - kBeta * std::min(gradient, 1.0);
+      if (may_cut) {
+        rate_ *= 1 - kBeta * std::min(gradient, 1.0);
+        last_decrease_ns_ = now;
+      }
       hai_count_ = 0;
     }
     rate_ = std::clamp(rate_, line_rate_ / 1000, line_rate_);
@@ -150,6 +162,7 @@ class TimelyCc final : public CongestionControl {
   double t_low_, t_high_;  // thresholds include the chunk's serialisation time, as Swift's target
   double prev_rtt_ = 0, rtt_diff_ = 0;
   int hai_count_ = 0;
+  int64_t last_decrease_ns_ = INT64_MIN / 2;
   SrttFilter rtt_;
   int64_t last_send_ns_ = 0;
 };

@@ -365,7 +365,8 @@ Status LocalTransport::Authenticate(int fd, const std::string& peer, const std::
   if (reply.rfind("AUTH", 0) != 0) {
     if (!nonce_i.empty() && reply == "OK") {
       return Unauthenticated("kvtransfer auth: peer '" + peer + "' accepted the connection "
-                             "without proving the shared secret (set the same auth_secret on both)");
+                             "without proving the shared secret (set the same auth_secret on "
+                             "both)");
     }
     return OkStatus();
   }
@@ -519,7 +520,8 @@ Status LocalTransport::Execute(const TransferWork& w) {
     PD_RETURN_IF_ERROR(EnsureCopier());
     PD_ASSIGN_OR_RETURN(uint64_t fence, copier_->Enqueue(device_ops));
     const int64_t left_ms = (w.deadline_ns - SteadyClock::Get().NowNs()) / 1'000'000;
-    PD_RETURN_IF_ERROR(copier_->Wait(fence, std::chrono::milliseconds(std::max<int64_t>(left_ms, 1))));
+    PD_RETURN_IF_ERROR(
+        copier_->Wait(fence, std::chrono::milliseconds(std::max<int64_t>(left_ms, 1))));
   }
   pollfd pf{p.fd, POLLRDHUP, 0};
   if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) {

@@ -95,8 +95,9 @@ struct CcParams {
 
 struct EngineOptions {
   std::string name = "agent";       // agent name, carried in metadata and every connection
-  // "tcp", or "local" (same host: the peer's arenas are mapped and copied into directly;
-  // arenas must come from AllocateShareableHostMemory). "rdma" is not selectable yet.
+  // "tcp", "local" (same host: the peer's arenas are mapped and copied into directly; host
+  // arenas must come from AllocateShareableHostMemory, GPU arenas are shared by CUDA IPC), or
+  // "rdma" (host arenas only).
   std::string transport = "tcp";
   uint64_t compat_hash = 0;         // KvLayout::CompatHash(); peers must match
   // TCP: where to listen, and which addresses the metadata advertises (path i connects to

@@ -154,7 +154,8 @@ struct Raw {
     FrameHeader h{};
     if (recv(fd, &h, sizeof(h), MSG_WAITALL) != static_cast<ssize_t>(sizeof(h))) return 0;
     std::string b(h.payload_len, '\0');
-    if (h.payload_len && recv(fd, b.data(), b.size(), MSG_WAITALL) != static_cast<ssize_t>(b.size())) {
+    if (h.payload_len &&
+        recv(fd, b.data(), b.size(), MSG_WAITALL) != static_cast<ssize_t>(b.size())) {
       return 0;
     }
     if (body) *body = b;

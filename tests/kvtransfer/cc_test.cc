@@ -145,6 +145,95 @@ TEST(TimelyTest, RateRisesOnFallingRttAndFallsAboveHighThreshold) {
   EXPECT_GT(gap2, gap1);
 }
 
+// Timely's rate as its pacing interval shows it (bytes/s).
+double TimelyRate(CongestionControl& cc, const ManualClock& clock) {
+  cc.OnSend(kChunk);
+  return static_cast<double>(kChunk) / (static_cast<double>(cc.NextSendNs() - clock.NowNs()) / 1e9);
+}
+
+CcParams TimelyParams() {  // 1 Gbit/s: t_low ~3.45 ms (Swift's target), t_high = t_low + 3 ms
+  CcParams p = SwiftParams();
+  p.algorithm = CcAlgorithm::kTimely;
+  p.relative_target_factor = 0;
+  return p;
+}
+
+// Between the thresholds the sign of the RTT gradient decides: rising RTT -> the rate falls,
+// falling RTT -> it rises.
+TEST(TimelyTest, GradientSignDecidesBetweenThresholds) {
+  ManualClock clock(1'000'000);
+  auto up = MakeCongestionControl(TimelyParams(), kChunk, clock);
+  auto down = MakeCongestionControl(TimelyParams(), kChunk, clock);
+  const double r0 = TimelyRate(*up, clock);
+  for (int i = 0; i < 4; ++i) {
+    clock.AdvanceUs(10'000);  // one decrease per RTT at most: space the samples out
+    up->OnAck(kChunk, 4'000'000 + i * 400'000);    // 4.0 -> 5.2 ms, in the band
+    down->OnAck(kChunk, 6'000'000 - i * 400'000);  // 6.0 -> 4.8 ms
+  }
+  EXPECT_LT(TimelyRate(*up, clock), r0 * 0.9);
+  EXPECT_GT(TimelyRate(*down, clock), r0);
+}
+
+// Non-positive gradient: additive steps of delta (2% of line rate), five times that (HAI)
+// from the fifth consecutive such sample on.
+TEST(TimelyTest, HyperactiveIncreaseAfterFiveSteps) {
+  ManualClock clock(1'000'000);
+  auto cc = MakeCongestionControl(TimelyParams(), kChunk, clock);
+  const double delta = 1e9 / 8 / 50;
+  std::vector<double> r = {TimelyRate(*cc, clock)};
+  for (int i = 0; i < 7; ++i) {
+    cc->OnAck(kChunk, 5'000'000);  // flat, inside the band
+    r.push_back(TimelyRate(*cc, clock));
+  }
+  for (int i = 1; i <= 4; ++i) EXPECT_NEAR(r[i] - r[i - 1], delta, delta * 0.01) << i;
+  for (int i = 5; i <= 7; ++i) EXPECT_NEAR(r[i] - r[i - 1], 5 * delta, delta * 0.05) << i;
+}
+
+// A decrease scales with the normalised gradient, never below (1 - beta) of the rate, and
+// happens at most once per smoothed RTT (a burst of ACKs carrying one queue build-up must not
+// compound into a collapse: every chunk of a window sees the same rise).
+TEST(TimelyTest, DecreaseIsBoundedAndAtMostOncePerRtt) {
+  ManualClock clock(1'000'000);
+  auto cc = MakeCongestionControl(TimelyParams(), kChunk, clock);
+  cc->OnAck(kChunk, 4'000'000);
+  const double r0 = TimelyRate(*cc, clock);
+  clock.AdvanceUs(10'000);
+  cc->OnAck(kChunk, 6'000'000);  // +2 ms on a 4 ms min RTT: gradient 0.44 -> x(1 - 0.8*0.44)
+  const double r1 = TimelyRate(*cc, clock);
+  EXPECT_LT(r1, r0 * 0.7);
+  EXPECT_GE(r1, r0 * 0.2 - 1);
+  for (int i = 0; i < 5; ++i) {  // more rising samples within the same RTT: no further cut
+    clock.AdvanceUs(100);
+    cc->OnAck(kChunk, 6'300'000 + i * 10'000);
+  }
+  EXPECT_DOUBLE_EQ(TimelyRate(*cc, clock), r1);
+  clock.AdvanceUs(10'000);  // a smoothed RTT later it may cut again
+  cc->OnAck(kChunk, 6'400'000);
+  EXPECT_LT(TimelyRate(*cc, clock), r1);
+}
+
+// Rate stays within [line / 1000, line]; the relative target lifts the low threshold.
+TEST(TimelyTest, RateBoundsAndRelativeTarget) {
+  ManualClock clock(1'000'000);
+  auto cc = MakeCongestionControl(TimelyParams(), kChunk, clock);
+  const double line = 1e9 / 8;
+  for (int i = 0; i < 200; ++i) cc->OnAck(kChunk, 100'000);  // far below t_low
+  EXPECT_NEAR(TimelyRate(*cc, clock), line, line * 0.001);
+  for (int i = 0; i < 200; ++i) {
+    clock.AdvanceUs(100'000);
+    cc->OnAck(kChunk, 90'000'000);  // far above t_high
+  }
+  EXPECT_NEAR(TimelyRate(*cc, clock), line / 1000, line / 1000 * 0.01);
+  CcParams rel = TimelyParams();
+  rel.relative_target_factor = 1.5;
+  auto r = MakeCongestionControl(rel, kChunk, clock);
+  r->SetReferenceRttNs(6'000'000);  // every path ~6 ms: t_low 9 ms, t_high 12 ms
+  const double before = TimelyRate(*r, clock);
+  clock.AdvanceUs(10'000);
+  r->OnAck(kChunk, 7'000'000);  // above the absolute t_high (6.45 ms), below the relative t_low
+  EXPECT_GT(TimelyRate(*r, clock), before);
+}
+
 TEST(NoCcTest, NeverLimits) {
   ManualClock clock;
   CcParams p;
