@@ -81,6 +81,7 @@ void DecodeServiceImpl::SweepLocked() {
 grpc::Status DecodeServiceImpl::Reserve(grpc::ServerContext*, const v1::ReserveRequest* req,
                                         v1::ReserveResponse* resp) {
   Status st = serving::CheckMatch("compat hash", d_->compat_hash, req->compat_hash());
+  if (st.ok()) st = serving::ValidateReserveRequest(*req, serving::DaemonRequestLimits(*d_));
   std::vector<int32_t> prompt(req->prompt_ids().begin(), req->prompt_ids().end());
   if (st.ok()) st = d_->engine->CheckPrompt(prompt, req->max_tokens() > 0 ? req->max_tokens() : 1);
   if (st.ok() && req->request_id().empty()) st = InvalidArgument("empty request_id");
@@ -149,6 +150,7 @@ grpc::Status DecodeServiceImpl::Decode(grpc::ServerContext* ctx, const v1::Decod
                                        grpc::ServerWriter<v1::DecodeResponse>* w) {
   const std::string& id = req->request_id();
   Status st = serving::CheckMatch("decode incarnation", d_->incarnation, req->incarnation());
+  if (st.ok()) st = serving::ValidateDecodeRequest(*req, serving::DaemonRequestLimits(*d_));
   if (st.ok() && id.empty()) st = InvalidArgument("empty request_id");
   serving::EngineRequest er;
   er.id = id;

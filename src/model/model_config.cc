@@ -1,4 +1,5 @@
 #include "model/model_config.h"
+#include "common/json_excerpt.h"
 
 #include <cerrno>
 #include <cmath>
@@ -38,9 +39,9 @@ class Fields {
     } else if (v.is_number_float()) {
       d = v.get<double>();
       if (d != std::floor(d))
-        return InvalidArgument(Name(key) + " must be an integer, got " + v.dump());
+        return InvalidArgument(Name(key) + " must be an integer, got " + JsonExcerpt(v));
     } else {
-      return InvalidArgument(Name(key) + " must be an integer, got " + v.dump());
+      return InvalidArgument(Name(key) + " must be an integer, got " + JsonExcerpt(v));
     }
     if (d < std::numeric_limits<int>::min() || d > std::numeric_limits<int>::max()) {
       return OutOfRangeField(key, v);
@@ -52,7 +53,7 @@ class Fields {
   Status Double(const char* key, double* out, bool required = false) const {
     if (!Has(key)) return required ? Missing(key) : OkStatus();
     const json& v = j_.at(key);
-    if (!v.is_number()) return InvalidArgument(Name(key) + " must be a number, got " + v.dump());
+    if (!v.is_number()) return InvalidArgument(Name(key) + " must be a number, got " + JsonExcerpt(v));
     *out = v.get<double>();
     return OkStatus();
   }
@@ -61,7 +62,7 @@ class Fields {
     if (!Has(key)) return OkStatus();
     const json& v = j_.at(key);
     if (!v.is_boolean())
-      return InvalidArgument(Name(key) + " must be true or false, got " + v.dump());
+      return InvalidArgument(Name(key) + " must be true or false, got " + JsonExcerpt(v));
     *out = v.get<bool>();
     return OkStatus();
   }
@@ -69,7 +70,7 @@ class Fields {
   Status String(const char* key, std::string* out, bool required = false) const {
     if (!Has(key)) return required ? Missing(key) : OkStatus();
     const json& v = j_.at(key);
-    if (!v.is_string()) return InvalidArgument(Name(key) + " must be a string, got " + v.dump());
+    if (!v.is_string()) return InvalidArgument(Name(key) + " must be a string, got " + JsonExcerpt(v));
     *out = v.get<std::string>();
     return OkStatus();
   }
@@ -77,7 +78,7 @@ class Fields {
  private:
   Status Missing(const char* key) const { return InvalidArgument("missing field " + Name(key)); }
   Status OutOfRangeField(const char* key, const json& v) const {
-    return InvalidArgument(Name(key) + " = " + v.dump() + " is out of range");
+    return InvalidArgument(Name(key) + " = " + JsonExcerpt(v) + " is out of range");
   }
 
   const json& j_;
@@ -108,7 +109,7 @@ Status ParseArch(const json& j, ModelConfig* c) {
 
 // Parses a rope scaling object (4.x "rope_scaling" or 5.x "rope_parameters"); `name` is the field.
 Status ParseRopeObject(const json& r, const std::string& name, ModelConfig* c) {
-  if (!r.is_object()) return InvalidArgument(name + " must be an object, got " + r.dump());
+  if (!r.is_object()) return InvalidArgument(name + " must be an object, got " + JsonExcerpt(r));
   Fields f(r, name + ".");
   std::string type = "default";
   const char* type_key = r.contains("rope_type") ? "rope_type" : "type";
@@ -133,7 +134,7 @@ Status ParseRopeObject(const json& r, const std::string& name, ModelConfig* c) {
   }
   if (r.contains("partial_rotary_factor") && r["partial_rotary_factor"].is_number() &&
       r["partial_rotary_factor"].get<double>() != 1.0) {
-    return Unimplemented(name + ".partial_rotary_factor = " + r["partial_rotary_factor"].dump() +
+    return Unimplemented(name + ".partial_rotary_factor = " + JsonExcerpt(r["partial_rotary_factor"]) +
                          " is not supported (only 1.0)");
   }
   return OkStatus();
@@ -168,7 +169,7 @@ Status ParseSlidingWindow(const json& j, ModelConfig* c) {
       } else if (t == "full_attention") {
         ++full;
       } else {
-        return Unimplemented("layer_types: layer type " + t.dump() + " is not supported");
+        return Unimplemented("layer_types: layer type " + JsonExcerpt(t) + " is not supported");
       }
     }
     if (sliding > 0 && full > 0) {
@@ -211,11 +212,11 @@ Status ParseTokenIds(const json& j, ModelConfig* c) {
     for (size_t i = 0; i < e.size(); ++i) {
       if (!e[i].is_number_integer()) {
         return InvalidArgument("eos_token_id[" + std::to_string(i) + "] must be an integer, got " +
-                               e[i].dump());
+                               JsonExcerpt(e[i]));
       }
       int64_t v = e[i].get<int64_t>();
       if (v < 0 || v > std::numeric_limits<int>::max()) {
-        return InvalidArgument("eos_token_id[" + std::to_string(i) + "] = " + e[i].dump() +
+        return InvalidArgument("eos_token_id[" + std::to_string(i) + "] = " + JsonExcerpt(e[i]) +
                                " is out of range");
       }
       c->eos_token_ids.push_back(static_cast<int>(v));

@@ -1,4 +1,5 @@
 #include "model/safetensors.h"
+#include "common/json_excerpt.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -82,25 +83,25 @@ Status ParseEntry(const std::string& name, const json& e, uint64_t data_start, u
   for (const json& d : *sh) {
     uint64_t v;
     if (!AsU64(d, &v) || v > kLimit) {
-      return InvalidArgument("shape " + sh->dump() + " has a negative or non-integer dimension");
+      return InvalidArgument("shape " + JsonExcerpt(*sh) + " has a negative or non-integer dimension");
     }
-    if (v != 0 && numel > kLimit / v) return InvalidArgument("shape " + sh->dump() + " overflows");
+    if (v != 0 && numel > kLimit / v) return InvalidArgument("shape " + JsonExcerpt(*sh) + " overflows");
     numel *= v;
     t->shape.push_back(static_cast<int64_t>(v));
   }
   uint64_t begin, end;
   if (!AsU64((*off)[0], &begin) || !AsU64((*off)[1], &end)) {
-    return InvalidArgument("data_offsets " + off->dump() + " are not non-negative integers");
+    return InvalidArgument("data_offsets " + JsonExcerpt(*off) + " are not non-negative integers");
   }
-  if (end < begin) return InvalidArgument("data_offsets " + off->dump() + ": end < begin");
+  if (end < begin) return InvalidArgument("data_offsets " + JsonExcerpt(*off) + ": end < begin");
   const uint64_t data_size = file_size - data_start;
   if (end > data_size) {
-    return DataLoss("data_offsets " + off->dump() + " extend past the end of the data section (" +
+    return DataLoss("data_offsets " + JsonExcerpt(*off) + " extend past the end of the data section (" +
                     std::to_string(data_size) + " bytes; file truncated or offsets wrong)");
   }
   const uint64_t want = numel * DTypeSize(t->dtype);
   if (end - begin != want) {
-    return InvalidArgument("data_offsets " + off->dump() + " span " + std::to_string(end - begin) +
+    return InvalidArgument("data_offsets " + JsonExcerpt(*off) + " span " + std::to_string(end - begin) +
                            " bytes but shape " + ShapeStr(t->shape) + " of " +
                            SafetensorsDTypeName(t->dtype) + " needs " + std::to_string(want));
   }

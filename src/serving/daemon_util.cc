@@ -54,6 +54,15 @@ uint64_t ModelConfigHash(const ModelConfig& c) {
   return h;
 }
 
+RequestLimits DaemonRequestLimits(const Daemon& d) {
+  RequestLimits l;
+  l.vocab_size = d.runner->config().vocab_size;
+  l.max_model_len = d.engine->max_model_len();
+  l.max_tokens_limit = 0;
+  l.block_size = d.engine->block_size();
+  return l;
+}
+
 RunnerOptions MakeRunnerOptions(const InstanceConfig& inst, const ModelConfig& model) {
   RunnerOptions o;
   o.backend = BackendName(inst.backend);

@@ -16,6 +16,7 @@
 #include "kvtransfer/transfer_engine.h"
 #include "model/runner.h"
 #include "serving/engine.h"
+#include "serving/request_check.h"
 
 namespace pd::serving {
 
@@ -45,6 +46,10 @@ struct Daemon {
 // Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).
 Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
                    bool to_host);
+
+// The limits the request checks (serving/request_check.h) apply on this daemon: the model's
+// vocabulary, the engine's max_model_len (also the max_tokens cap) and KV block size.
+RequestLimits DaemonRequestLimits(const Daemon& d);
 
 // Stable hash of the model fields that change the KV contents or the sampled tokens.
 uint64_t ModelConfigHash(const ModelConfig& c);

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/logging.h"
+#include "common/json_excerpt.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode_tables.h"
@@ -15,7 +16,7 @@ using nlohmann::json;
 
 std::string TypeOf(const json& j) {
   if (j.is_object() && j.contains("type") && j["type"].is_string()) return j["type"];
-  return j.dump().substr(0, 60);
+  return JsonExcerpt(j, 60);
 }
 
 Status Unsupported(const std::string& what, const std::string& type) {
@@ -31,7 +32,7 @@ constexpr int64_t kMaxTokenId = (1 << 22) - 1;
 StatusOr<int32_t> TokenId(const json& v, const std::string& what) {
   if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > kMaxTokenId) ||
       (!v.is_number_unsigned() && (v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokenId))) {
-    return InvalidArgument("tokenizer.json: " + what + ": id " + v.dump().substr(0, 40) +
+    return InvalidArgument("tokenizer.json: " + what + ": id " + JsonExcerpt(v) +
                            " is not an integer in [0, " + std::to_string(kMaxTokenId) + "]");
   }
   return static_cast<int32_t>(v.get<int64_t>());
@@ -74,7 +75,7 @@ Status LoadPreTokenizer(const json& p, TokenizerImpl& t) {
   if (type == "Split") {
     const json& pat = p.at("pattern");
     bool literal = pat.contains("String");
-    if (!literal && !pat.contains("Regex")) return Unsupported("Split pattern", pat.dump());
+    if (!literal && !pat.contains("Regex")) return Unsupported("Split pattern", JsonExcerpt(pat));
     PD_ASSIGN_OR_RETURN(auto compiled, tok::SplitPattern::Create(
                                            pat.at(literal ? "String" : "Regex"), literal));
     step.pattern = std::move(compiled);
@@ -107,7 +108,7 @@ Status LoadPostProcessor(const json& p, TokenizerImpl& t) {
   for (const json& piece : p.at("single")) {
     if (piece.contains("Sequence")) {
       if (piece["Sequence"].value("id", "A") != "A" || seen_sequence) {
-        return Unsupported("TemplateProcessing piece", piece.dump());
+        return Unsupported("TemplateProcessing piece", JsonExcerpt(piece));
       }
       seen_sequence = true;
       continue;
