@@ -211,6 +211,7 @@ Status ParseRouter(const YAML::Node& n, const std::string& path, RouterConfig* c
   r.Field("host", &c->host);
   r.Field("port", &c->port);
   r.Field("metrics_port", &c->metrics_port);
+  r.Field("http_port", &c->http_port);
   r.Sub("scorers",
         [c](const YAML::Node& x, const std::string& p) { return ParseScorers(x, p, &c->scorers); });
   r.Field("disagg_threshold_tokens", &c->disagg_threshold_tokens);
@@ -385,6 +386,7 @@ Status ValidateRouter(const RouterConfig& r) {
   if (r.host.empty()) return Bad("router.host", "must not be empty");
   PD_RETURN_IF_ERROR(CheckPort("router.port", r.port, false));
   PD_RETURN_IF_ERROR(CheckPort("router.metrics_port", r.metrics_port, true));
+  PD_RETURN_IF_ERROR(CheckPort("router.http_port", r.http_port, true));
   const ScorerWeights& w = r.scorers;
   PD_RETURN_IF_ERROR(CheckRange("router.scorers.queue_depth", w.queue_depth, 0.0, 1e6));
   PD_RETURN_IF_ERROR(CheckRange("router.scorers.kv_usage", w.kv_usage, 0.0, 1e6));
@@ -436,6 +438,7 @@ Status DeployConfig::Validate() const {
   if (router.metrics_port != 0) {
     eps.push_back({"router.metrics_port", router.host, router.metrics_port});
   }
+  if (router.http_port != 0) eps.push_back({"router.http_port", router.host, router.http_port});
   for (const auto* list : {&prefill, &decode}) {
     for (size_t i = 0; i < list->size(); ++i) {
       const InstanceConfig& c = (*list)[i];

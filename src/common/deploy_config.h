@@ -130,6 +130,7 @@ struct RouterConfig {
   std::string host = "0.0.0.0";       // public gRPC listen address
   int port = 8000;                    // public gRPC port (Inference service)
   int metrics_port = 0;               // Prometheus GET /metrics on `host`; 0 = not served
+  int http_port = 0;                  // OpenAI-compatible HTTP API on `host`; 0 = not served
   ScorerWeights scorers;              // used for picking D and P
   int disagg_threshold_tokens = 256;  // uncached prompt tokens below this -> D prefills itself
                                       // (no P hop); 0 = always use a P when one is healthy

@@ -112,6 +112,11 @@ class RouterImpl final : public v1::Inference::Service {
 
   Status Start();
   void Wait() { server_->Wait(); }
+  std::shared_ptr<grpc::Channel> InProcessChannel() {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    return server_->InProcessChannel(args);
+  }
   void Shutdown();
 
   grpc::Status Generate(grpc::ServerContext* ctx, const v1::GenerateRequest* req,

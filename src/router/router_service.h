@@ -18,6 +18,7 @@
 #include "router/scheduler.h"
 
 namespace grpc {
+class Channel;
 class Server;
 }
 
@@ -37,6 +38,9 @@ class Router {
   void Wait();
   // Stops accepting requests, cancels in-flight ones, stops the pollers.
   void Shutdown();
+  // After Start(): a channel to this router's own pdserve.v1.Inference that stays in the process
+  // (no socket); the OpenAI HTTP API (src/router/http) calls Generate through it.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
 
  private:
   std::unique_ptr<RouterImpl> impl_;
