@@ -220,6 +220,7 @@ Status ParseRouter(const YAML::Node& n, const std::string& path, RouterConfig* c
   r.Field("prefill_retries", &c->prefill_retries);
   r.Field("fallback_to_decode", &c->fallback_to_decode);
   r.Field("max_tokens_limit", &c->max_tokens_limit);
+  r.Field("max_request_bytes", &c->max_request_bytes);
   r.Field("request_timeout_ms", &c->request_timeout_ms);
   r.Field("prefix_history_blocks", &c->prefix_history_blocks);
   r.Field("max_inflight_requests", &c->max_inflight_requests);
@@ -398,6 +399,7 @@ Status ValidateRouter(const RouterConfig& r) {
   PD_RETURN_IF_ERROR(CheckRange("router.health_timeout_ms", r.health_timeout_ms, 1, 3600000));
   PD_RETURN_IF_ERROR(CheckRange("router.prefill_retries", r.prefill_retries, 0, 100));
   PD_RETURN_IF_ERROR(CheckRange("router.max_tokens_limit", r.max_tokens_limit, 1, 1 << 24));
+  PD_RETURN_IF_ERROR(CheckRange("router.max_request_bytes", r.max_request_bytes, 1024, 1 << 30));
   PD_RETURN_IF_ERROR(CheckRange("router.request_timeout_ms", r.request_timeout_ms, 0, 86400000));
   PD_RETURN_IF_ERROR(
       CheckRange("router.max_inflight_requests", r.max_inflight_requests, 0, 1 << 24));

@@ -139,6 +139,8 @@ struct RouterConfig {
   int prefill_retries = 1;            // failed remote prefill: retries on another P before fallback
   bool fallback_to_decode = true;     // after the retries (or with no healthy P) D prefills itself
   int max_tokens_limit = 4096;        // requests with max_tokens above this -> INVALID_ARGUMENT
+  int max_request_bytes = 64 << 20;   // largest public request message gRPC accepts; bigger ->
+                                      // RESOURCE_EXHAUSTED before any parsing
   int request_timeout_ms = 0;         // whole-request deadline; 0 = none (client deadline applies)
   int prefix_history_blocks = 65536;  // per-instance record of recently routed block hashes
   int max_inflight_requests = 512;    // Generate calls in progress beyond which new ones are shed

@@ -39,7 +39,7 @@ Status RouterImpl::Start() {
   const std::string addr = cfg_.router.host + ":" + std::to_string(cfg_.router.port);
   int bound = 0;
   b.AddListeningPort(addr, grpc::InsecureServerCredentials(), &bound);
-  b.SetMaxReceiveMessageSize(64 << 20);
+  b.SetMaxReceiveMessageSize(cfg_.router.max_request_bytes);
   b.RegisterService(this);
   server_ = b.BuildAndStart();
   if (!server_ || bound == 0) return Unavailable("cannot listen on " + addr);
