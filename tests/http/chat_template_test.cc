@@ -1,12 +1,13 @@
 // Chat templates: the Jinja subset renders the real Llama 3 and Qwen3 templates byte-exactly as
 // jinja2 3.1.6 does (golden strings from tests/http/gen_chat_golden.py), plus unit checks of the
 // subset's constructs and of its refusals.
+#include "router/http/chat_template.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <sstream>
 
-#include "router/http/chat_template.h"
 #include "router/http/jinja.h"
 
 namespace pd::http {
@@ -40,7 +41,8 @@ std::string R(const std::string& src, const Json& ctx = Json::object()) {
 }
 
 TEST(Jinja, Expressions) {
-  EXPECT_EQ(R("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|{{ 7 % 3 }}|{{ 1 / 2 }}"), "7|3|-4|1|0.5");
+  EXPECT_EQ(R("{{ 1 + 2 * 3 }}|{{ 7 // 2 }}|{{ -7 // 2 }}|{{ 7 % 3 }}|{{ 1 / 2 }}"),
+            "7|3|-4|1|0.5");
   EXPECT_EQ(R("{{ 'a' ~ 1 ~ none }}|{{ 'ab' + 'c' }}|{{ [1, 2] + [3] }}"), "a1None|abc|[1, 2, 3]");
   EXPECT_EQ(R("{{ x[::-1] }}|{{ x[1:] }}|{{ x[-1] }}|{{ 'hello'[1:3] }}", {{"x", {1, 2, 3}}}),
             "[3, 2, 1]|[2, 3]|3|el");
@@ -49,9 +51,11 @@ TEST(Jinja, Expressions) {
   EXPECT_EQ(R("{{ 'y' if a else 'n' }}{{ 'y' if b else 'n' }}", {{"a", true}, {"b", false}}), "yn");
   EXPECT_EQ(R("{{ '  x \n' | trim }}|{{ 'a,b' .split(',') | length }}|{{ 'AbC' | lower }}"),
             "x|2|abc");
-  EXPECT_EQ(R("{{ ' x '.strip() }}|{{ '\nx'.lstrip('\n') }}|{{ 'x\n'.rstrip() }}|{{ 'ab'.startswith('a') }}"),
+  EXPECT_EQ(R("{{ ' x '.strip() }}|{{ '\nx'.lstrip('\n') }}|{{ 'x\n'.rstrip() }}|{{ "
+              "'ab'.startswith('a') }}"),
             "x|x|x|True");
-  EXPECT_EQ(R("{{ u is defined }}|{{ n is none }}|{{ s is string }}|{{ f is false }}|{{ u is not defined }}",
+  EXPECT_EQ(R("{{ u is defined }}|{{ n is none }}|{{ s is string }}|{{ f is false }}|{{ u is not "
+              "defined }}",
               {{"n", nullptr}, {"s", "x"}, {"f", false}}),
             "False|True|True|True|True");
   EXPECT_EQ(R("{{ m.role }}|{{ m['content'] }}|{{ m.missing is defined }}",

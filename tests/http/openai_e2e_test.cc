@@ -47,14 +47,27 @@ std::string ByteTokenizerJson() {  // bytes 0..255 as GPT-2 byte-level tokens, n
     }
     vocab[s] = b;
   }
-  Json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+  Json bl = {{"type", "ByteLevel"},
+             {"add_prefix_space", false},
+             {"trim_offsets", true},
              {"use_regex", false}};
-  return Json{{"version", "1.0"}, {"added_tokens", Json::array()}, {"normalizer", nullptr},
-              {"pre_tokenizer", bl}, {"post_processor", nullptr}, {"decoder", bl},
-              {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
-                         {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                         {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                         {"vocab", vocab}, {"merges", Json::array()}}}}
+  return Json{{"version", "1.0"},
+              {"added_tokens", Json::array()},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", bl},
+              {"post_processor", nullptr},
+              {"decoder", bl},
+              {"model",
+               {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", Json::array()}}}}
       .dump();
 }
 
@@ -69,8 +82,8 @@ std::string RenderedChat(const std::string& user) {
 std::string ModelDir() {
   const std::string dir = std::string(PD_BUILD_DIR) + "/models/http-bytes";
   std::string out;
-  EXPECT_EQ(RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--vocab", "256", "--out",
-                        dir, "--seed", "3", "--quiet"},
+  EXPECT_EQ(RunCapture({BinPath("pd-makemodel"), "--preset", "tiny", "--vocab", "256", "--out", dir,
+                        "--seed", "3", "--quiet"},
                        &out),
             0);
   std::ofstream(dir + "/tokenizer.json") << ByteTokenizerJson();
@@ -111,8 +124,8 @@ class OpenAiE2E : public ::testing::Test {
     http_port_ = FreePort();
     DeploySpec spec;
     spec.model_dir = ModelDir();
-    spec.extra_router = "  http_port: " + std::to_string(http_port_) + "\n  api_keys: [" +
-                        kKey + "]\n";
+    spec.extra_router =
+        "  http_port: " + std::to_string(http_port_) + "\n  api_keys: [" + kKey + "]\n";
     auto d = Deployment::Start(spec);
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     dep_ = std::move(d).value().release();
@@ -138,15 +151,16 @@ class OpenAiE2E : public ::testing::Test {
 // the script); here its greedy outputs are compared with gRPC Generate on the same prompts.
 TEST_F(OpenAiE2E, OpenAiNodeSdkMatchesGrpc) {
   std::string modules;
-  const int rc = RunCapture({std::string(PD_SOURCE_DIR) + "/scripts/fetch_openai_sdk.sh"}, &modules);
+  const int rc =
+      RunCapture({std::string(PD_SOURCE_DIR) + "/scripts/fetch_openai_sdk.sh"}, &modules);
   if (rc == 3 << 8 || rc == 3) GTEST_SKIP() << "npm could not install openai (no network?)";
   ASSERT_EQ(rc, 0) << "scripts/fetch_openai_sdk.sh failed";
   while (!modules.empty() && modules.back() == '\n') modules.pop_back();
   const std::string prompt = "The quick brown fox", user = "  Hello there!  ";
-  const std::string cmd = "PD_OPENAI_MODULES='" + modules + "' PD_HTTP_BASE=http://127.0.0.1:" +
-                          std::to_string(http_port_) + "/v1 PD_MODEL=http-bytes PD_API_KEY=" +
-                          kKey + " node " + PD_SOURCE_DIR + "/tests/http/openai_sdk_test.cjs '" +
-                          prompt + "' '" + user + "'";
+  const std::string cmd = "PD_OPENAI_MODULES='" + modules +
+                          "' PD_HTTP_BASE=http://127.0.0.1:" + std::to_string(http_port_) +
+                          "/v1 PD_MODEL=http-bytes PD_API_KEY=" + kKey + " node " + PD_SOURCE_DIR +
+                          "/tests/http/openai_sdk_test.cjs '" + prompt + "' '" + user + "'";
   std::string out;
   ASSERT_EQ(RunCapture({"/bin/sh", "-c", cmd}, &out), 0) << out;
   const Json r = Json::parse(out.substr(out.find('{')));
@@ -174,7 +188,8 @@ TEST_F(OpenAiE2E, OpenAiNodeSdkMatchesGrpc) {
 
 // Raw HTTP: OpenAI error bodies and codes the SDK hides, token-id prompts, stop_token_ids.
 TEST_F(OpenAiE2E, ErrorsAndTokenIdPrompts) {
-  std::string r = RawHttp(http_port_, Post("/v1/completions", R"({"model":"http-bytes","prompt":"x"})", ""));
+  std::string r =
+      RawHttp(http_port_, Post("/v1/completions", R"({"model":"http-bytes","prompt":"x"})", ""));
   EXPECT_TRUE(r.starts_with("HTTP/1.1 401")) << r;
   EXPECT_NE(r.find(R"("type":"authentication_error")"), std::string::npos) << r;
   r = RawHttp(http_port_, Post("/v1/completions", "{bad", kKey));
@@ -183,8 +198,9 @@ TEST_F(OpenAiE2E, ErrorsAndTokenIdPrompts) {
   EXPECT_TRUE(r.starts_with("HTTP/1.1 404")) << r;
   EXPECT_NE(r.find(R"("error":{)"), std::string::npos) << r;
   // Context overflow is refused by the router's own checks -> 400 with its message.
-  r = RawHttp(http_port_, Post("/v1/completions",
-                               R"({"model":"http-bytes","prompt":"x","max_tokens":100000000})", kKey));
+  r = RawHttp(http_port_,
+              Post("/v1/completions",
+                   R"({"model":"http-bytes","prompt":"x","max_tokens":100000000})", kKey));
   EXPECT_TRUE(r.starts_with("HTTP/1.1 400")) << r;
   // Token-id prompt + stop_token_ids: equal to gRPC with the same ids and stop ids.
   Client c(dep_->endpoint(), kKey);
@@ -195,9 +211,12 @@ TEST_F(OpenAiE2E, ErrorsAndTokenIdPrompts) {
   const auto g = c.Generate(p);
   ASSERT_TRUE(g.status.ok());
   ASSERT_GE(g.ids.size(), 4u);
-  r = RawHttp(http_port_, Post("/v1/completions",
-                               R"({"model":"http-bytes","prompt":[72,101,108,108,111],"max_tokens":16,
-                                   "temperature":0,"stop_token_ids":[)" + std::to_string(g.ids[3]) + "]}", kKey));
+  r = RawHttp(http_port_,
+              Post("/v1/completions",
+                   R"({"model":"http-bytes","prompt":[72,101,108,108,111],"max_tokens":16,
+                                   "temperature":0,"stop_token_ids":[)" +
+                       std::to_string(g.ids[3]) + "]}",
+                   kKey));
   ASSERT_TRUE(r.starts_with("HTTP/1.1 200")) << r;
   const Json j = Json::parse(r.substr(r.find("\r\n\r\n") + 4));
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
@@ -218,8 +237,10 @@ TEST_F(OpenAiE2E, DisconnectCancelsAndFreesKv) {
   a.sin_port = htons(static_cast<uint16_t>(http_port_));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string req = Post("/v1/completions",
-      R"({"model":"http-bytes","prompt":"Tell me a long story","max_tokens":500,"ignore_eos":true,"stream":true})", kKey);
+  const std::string req = Post(
+      "/v1/completions",
+      R"({"model":"http-bytes","prompt":"Tell me a long story","max_tokens":500,"ignore_eos":true,"stream":true})",
+      kKey);
   ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
   std::string got;
   char buf[4096];

@@ -1,9 +1,10 @@
 // OpenAI request parsing/validation, error mapping (HTTP status + OpenAI error body) and SSE
 // framing / stop-string matching of the router's HTTP API.
+#include "router/http/openai_request.h"
+
 #include <gtest/gtest.h>
 
 #include "router/http/openai_error.h"
-#include "router/http/openai_request.h"
 #include "router/http/sse.h"
 
 namespace pd::http {
@@ -91,7 +92,8 @@ TEST(OpenAiRequest, BadInputIs400WithParam) {
       {R"({"model":"m","prompt":"x","stream_options":{"include_usage":true}})", false,
        "stream_options", "only allowed"},
       {R"({"model":"m","prompt":"x","logprobs":2})", false, "logprobs", "not supported"},
-      {R"({"model":"m","prompt":"x","stop_token_ids":[1.5]})", false, "stop_token_ids", "token ids"},
+      {R"({"model":"m","prompt":"x","stop_token_ids":[1.5]})", false, "stop_token_ids",
+       "token ids"},
       {R"({"model":"m","messages":[]})", true, "messages", "non-empty"},
       {R"({"model":"m","messages":[{"content":"x"}]})", true, "messages[0].role", "string"},
       {R"({"model":"m","messages":[{"role":"user","content":5}]})", true, "messages[0].content",

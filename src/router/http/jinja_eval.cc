@@ -85,7 +85,9 @@ std::string PyRepr(const Json& j) {
   return s + (j.is_array() ? "]" : "}");
 }
 
-bool IsWsChar(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool IsWsChar(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 std::string Strip(const std::string& s, const Value* chars, bool left, bool right) {
   auto in = [&](char c) {
@@ -93,8 +95,10 @@ std::string Strip(const std::string& s, const Value* chars, bool left, bool righ
     return chars->j.get_ref<const std::string&>().find(c) != std::string::npos;
   };
   size_t b = 0, e = s.size();
-  if (left) while (b < e && in(s[b])) ++b;
-  if (right) while (e > b && in(s[e - 1])) --e;
+  if (left)
+    while (b < e && in(s[b])) ++b;
+  if (right)
+    while (e > b && in(s[e - 1])) --e;
   return s.substr(b, e - b);
 }
 
@@ -152,15 +156,16 @@ bool Equal(const Value& a, const Value& b) {
 
 bool Contains(const Value& hay, const Value& needle) {
   const Json& h = hay.json();
-  if (h.is_string()) return h.get_ref<const std::string&>().find(StrRef(needle, "'in'")) !=
-                            std::string::npos;
+  if (h.is_string())
+    return h.get_ref<const std::string&>().find(StrRef(needle, "'in'")) != std::string::npos;
   if (h.is_array()) {
     for (const Json& e : h) {
       if (Equal(Value::Of(e), needle)) return true;
     }
     return false;
   }
-  if (h.is_object()) return !needle.undef && needle.j.is_string() && h.contains(needle.j.get<std::string>());
+  if (h.is_object())
+    return !needle.undef && needle.j.is_string() && h.contains(needle.j.get<std::string>());
   if (hay.undef) return false;
   TypeErr(std::string("'in' needs a string, list or dict, not ") + h.type_name());
 }
@@ -185,15 +190,20 @@ Json SliceOf(const Json& x, const Value* lo, const Value* hi, const Value* st) {
   std::string s;
   Json arr = Json::array();
   for (int64_t i = b; step > 0 ? i < e : i > e; i += step) {
-    if (x.is_string()) s += x.get_ref<const std::string&>()[i];
-    else arr.push_back(x[static_cast<size_t>(i)]);
+    if (x.is_string())
+      s += x.get_ref<const std::string&>()[i];
+    else
+      arr.push_back(x[static_cast<size_t>(i)]);
   }
   return x.is_string() ? Json(s) : arr;
 }
 
 class Evaluator {
  public:
-  explicit Evaluator(const Json& ctx) { scopes_.push_back({}); for (auto it = ctx.begin(); it != ctx.end(); ++it) scopes_[0][it.key()] = Value::Of(*it); }
+  explicit Evaluator(const Json& ctx) {
+    scopes_.push_back({});
+    for (auto it = ctx.begin(); it != ctx.end(); ++it) scopes_[0][it.key()] = Value::Of(*it);
+  }
 
   void Run(const Body& body, std::string* out) {
     for (const NodeP& n : body) {
@@ -207,8 +217,12 @@ class Evaluator {
 
   void Exec(const Node& n, std::string* out) {
     switch (n.kind) {
-      case Node::kText: *out += n.text; return;
-      case Node::kOut: *out += Str(Eval(*n.expr)); return;
+      case Node::kText:
+        *out += n.text;
+        return;
+      case Node::kOut:
+        *out += Str(Eval(*n.expr));
+        return;
       case Node::kIf:
         for (const auto& [cond, body] : n.branches) {
           if (!cond || Truthy(Eval(*cond))) {
@@ -217,7 +231,8 @@ class Evaluator {
           }
         }
         return;
-      case Node::kFor: return For(n, out);
+      case Node::kFor:
+        return For(n, out);
       case Node::kSet: {
         Value v = Eval(*n.expr);
         if (n.targets.size() == 1) {
@@ -225,12 +240,17 @@ class Evaluator {
           return;
         }
         Value target = Lookup(n.targets[0]);
-        if (!target.ns) TypeErr("cannot set an attribute of '" + n.targets[0] + "' (not a namespace)");
+        if (!target.ns)
+          TypeErr("cannot set an attribute of '" + n.targets[0] + "' (not a namespace)");
         (*target.ns)[n.targets[1]] = v.undef ? Json() : v.json();
         return;
       }
-      case Node::kBreak: brk_ = true; return;
-      case Node::kContinue: cont_ = true; return;
+      case Node::kBreak:
+        brk_ = true;
+        return;
+      case Node::kContinue:
+        cont_ = true;
+        return;
     }
   }
 
@@ -238,10 +258,14 @@ class Evaluator {
     Value it = Eval(*n.expr);
     Json items = Json::array();
     const Json& src = it.json();
-    if (src.is_array()) items = src;
-    else if (src.is_object()) for (auto e = src.begin(); e != src.end(); ++e) items.push_back(e.key());
-    else if (src.is_string()) for (char c : src.get_ref<const std::string&>()) items.push_back(std::string(1, c));
-    else if (!it.undef) TypeErr(std::string("cannot iterate over ") + src.type_name());
+    if (src.is_array())
+      items = src;
+    else if (src.is_object())
+      for (auto e = src.begin(); e != src.end(); ++e) items.push_back(e.key());
+    else if (src.is_string())
+      for (char c : src.get_ref<const std::string&>()) items.push_back(std::string(1, c));
+    else if (!it.undef)
+      TypeErr(std::string("cannot iterate over ") + src.type_name());
     if (n.filter) {
       Json kept = Json::array();
       for (const Json& x : items) {
@@ -256,9 +280,9 @@ class Evaluator {
     for (size_t i = 0; i < len; ++i) {
       scopes_.push_back({});
       Bind(n, items[i]);
-      Json loop = {{"index0", i},      {"index", i + 1},          {"first", i == 0},
-                   {"last", i + 1 == len}, {"length", len},       {"revindex", len - i},
-                   {"revindex0", len - i - 1}};
+      Json loop = {
+          {"index0", i},   {"index", i + 1},      {"first", i == 0},         {"last", i + 1 == len},
+          {"length", len}, {"revindex", len - i}, {"revindex0", len - i - 1}};
       scopes_.back()["loop"] = Value::Of(std::move(loop));
       Run(n.body, out);
       scopes_.pop_back();
@@ -290,40 +314,55 @@ class Evaluator {
 
   Value Eval(const Expr& e) {
     switch (e.op) {
-      case Expr::kLit: return Value::Of(e.lit);
-      case Expr::kName: return Lookup(e.name);
-      case Expr::kAttr: return Attr(Eval(*e.a[0]), e.name);
-      case Expr::kIndex: return Index(Eval(*e.a[0]), Eval(*e.a[1]));
+      case Expr::kLit:
+        return Value::Of(e.lit);
+      case Expr::kName:
+        return Lookup(e.name);
+      case Expr::kAttr:
+        return Attr(Eval(*e.a[0]), e.name);
+      case Expr::kIndex:
+        return Index(Eval(*e.a[0]), Eval(*e.a[1]));
       case Expr::kSlice: {
         Value x = Eval(*e.a[0]);
-        if (!x.json().is_array() && !x.json().is_string()) TypeErr("only lists and strings can be sliced");
+        if (!x.json().is_array() && !x.json().is_string())
+          TypeErr("only lists and strings can be sliced");
         Value p[3];
-        for (int k = 0; k < 3; ++k) if (e.a[k + 1]) p[k] = Eval(*e.a[k + 1]);
+        for (int k = 0; k < 3; ++k)
+          if (e.a[k + 1]) p[k] = Eval(*e.a[k + 1]);
         return Value::Of(SliceOf(x.json(), e.a[1] ? &p[0] : nullptr, e.a[2] ? &p[1] : nullptr,
                                  e.a[3] ? &p[2] : nullptr));
       }
-      case Expr::kCall: return Call(e);
-      case Expr::kFilter: return Filter(e);
-      case Expr::kTest: return Value::Of(Test(e) != e.negate);
-      case Expr::kNot: return Value::Of(!Truthy(Eval(*e.a[0])));
+      case Expr::kCall:
+        return Call(e);
+      case Expr::kFilter:
+        return Filter(e);
+      case Expr::kTest:
+        return Value::Of(Test(e) != e.negate);
+      case Expr::kNot:
+        return Value::Of(!Truthy(Eval(*e.a[0])));
       case Expr::kNeg: {
         Value v = Eval(*e.a[0]);
         if (v.json().is_number_integer()) return Value::Of(-v.json().get<int64_t>());
         if (v.json().is_number()) return Value::Of(-v.json().get<double>());
         TypeErr("unary '-' needs a number");
       }
-      case Expr::kBin: return Binary(e);
+      case Expr::kBin:
+        return Binary(e);
       case Expr::kCond:
         if (Truthy(Eval(*e.a[1]))) return Eval(*e.a[0]);
         return e.a[2] ? Eval(*e.a[2]) : Value::Undef();
       case Expr::kList: {
         Json arr = Json::array();
-        for (const ExprP& x : e.a) { Value v = Eval(*x); arr.push_back(v.undef ? Json() : v.json()); }
+        for (const ExprP& x : e.a) {
+          Value v = Eval(*x);
+          arr.push_back(v.undef ? Json() : v.json());
+        }
         return Value::Of(arr);
       }
       case Expr::kDict: {
         Json obj = Json::object();
-        for (size_t k = 0; k + 1 < e.a.size(); k += 2) obj[Str(Eval(*e.a[k]))] = Eval(*e.a[k + 1]).json();
+        for (size_t k = 0; k + 1 < e.a.size(); k += 2)
+          obj[Str(Eval(*e.a[k]))] = Eval(*e.a[k + 1]).json();
         return Value::Of(obj);
       }
     }
@@ -356,8 +395,14 @@ class Evaluator {
 
   Value Binary(const Expr& e) {
     const std::string& op = e.name;
-    if (op == "and") { Value l = Eval(*e.a[0]); return Truthy(l) ? Eval(*e.a[1]) : l; }
-    if (op == "or") { Value l = Eval(*e.a[0]); return Truthy(l) ? l : Eval(*e.a[1]); }
+    if (op == "and") {
+      Value l = Eval(*e.a[0]);
+      return Truthy(l) ? Eval(*e.a[1]) : l;
+    }
+    if (op == "or") {
+      Value l = Eval(*e.a[0]);
+      return Truthy(l) ? l : Eval(*e.a[1]);
+    }
     const Value l = Eval(*e.a[0]), r = Eval(*e.a[1]);
     if (op == "==") return Value::Of(Equal(l, r));
     if (op == "!=") return Value::Of(!Equal(l, r));
@@ -369,10 +414,17 @@ class Evaluator {
     if (op == ">") return Value::Of(Cmp(x, y) > 0);
     if (op == "<=") return Value::Of(Cmp(x, y) <= 0);
     if (op == ">=") return Value::Of(Cmp(x, y) >= 0);
-    if (op == "+" && x.is_string() && y.is_string()) return Value::Of(x.get<std::string>() + y.get<std::string>());
-    if (op == "+" && x.is_array() && y.is_array()) { Json z = x; for (const Json& q : y) z.push_back(q); return Value::Of(z); }
+    if (op == "+" && x.is_string() && y.is_string())
+      return Value::Of(x.get<std::string>() + y.get<std::string>());
+    if (op == "+" && x.is_array() && y.is_array()) {
+      Json z = x;
+      for (const Json& q : y) z.push_back(q);
+      return Value::Of(z);
+    }
     if (l.undef || r.undef || !x.is_number() || !y.is_number()) {
-      TypeErr("unsupported operand types for " + op + ": " + (l.undef ? "undefined" : x.type_name()) + " and " + (r.undef ? "undefined" : y.type_name()));
+      TypeErr("unsupported operand types for " + op + ": " +
+              (l.undef ? "undefined" : x.type_name()) + " and " +
+              (r.undef ? "undefined" : y.type_name()));
     }
     const bool ints = x.is_number_integer() && y.is_number_integer();
     if (ints && op != "/") {
@@ -417,7 +469,10 @@ class Evaluator {
       }
       if (callee.name == "range") {
         int64_t lo = 0, hi = a0 ? Int(*a0, "range") : 0;
-        if (args.size() >= 2) { lo = hi; hi = Int(args[1], "range"); }
+        if (args.size() >= 2) {
+          lo = hi;
+          hi = Int(args[1], "range");
+        }
         Json r = Json::array();
         for (int64_t i = lo; i < hi && i - lo < 1000000; ++i) r.push_back(i);
         return Value::Of(r);
@@ -437,21 +492,39 @@ class Evaluator {
       if (m == "rstrip") return Value::Of(Strip(s, a0, false, true));
       if (m == "split") return Value::Of(Split(s, a0));
       if (m == "upper" || m == "lower") return Value::Of(Case(s, m == "upper"));
-      if (m == "replace" && args.size() == 2) return Value::Of(Replace(s, StrRef(args[0], "replace"), StrRef(args[1], "replace")));
+      if (m == "replace" && args.size() == 2)
+        return Value::Of(Replace(s, StrRef(args[0], "replace"), StrRef(args[1], "replace")));
       if (m == "title") return Value::Of(Title(s));
     }
     if (j.is_object()) {
-      if (m == "get") { Value v = a0 ? Attr(self, Str(*a0)) : Value::Undef(); return v.undef && args.size() > 1 ? args[1] : (v.undef ? Value::Of(nullptr) : v); }
-      if (m == "items") { Json r = Json::array(); for (auto it = j.begin(); it != j.end(); ++it) r.push_back({it.key(), *it}); return Value::Of(r); }
-      if (m == "keys") { Json r = Json::array(); for (auto it = j.begin(); it != j.end(); ++it) r.push_back(it.key()); return Value::Of(r); }
-      if (m == "values") { Json r = Json::array(); for (const Json& x : j) r.push_back(x); return Value::Of(r); }
+      if (m == "get") {
+        Value v = a0 ? Attr(self, Str(*a0)) : Value::Undef();
+        return v.undef && args.size() > 1 ? args[1] : (v.undef ? Value::Of(nullptr) : v);
+      }
+      if (m == "items") {
+        Json r = Json::array();
+        for (auto it = j.begin(); it != j.end(); ++it) r.push_back({it.key(), *it});
+        return Value::Of(r);
+      }
+      if (m == "keys") {
+        Json r = Json::array();
+        for (auto it = j.begin(); it != j.end(); ++it) r.push_back(it.key());
+        return Value::Of(r);
+      }
+      if (m == "values") {
+        Json r = Json::array();
+        for (const Json& x : j) r.push_back(x);
+        return Value::Of(r);
+      }
     }
     if (self.undef) TypeErr("method '" + m + "' called on an undefined value");
     Unsupported(std::string("method '") + m + "' of " + j.type_name());
   }
 
   static std::string Case(std::string s, bool up) {
-    for (char& c : s) c = static_cast<char>(up ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+    for (char& c : s)
+      c = static_cast<char>(up ? std::toupper(static_cast<unsigned char>(c))
+                               : std::tolower(static_cast<unsigned char>(c)));
     return s;
   }
   static std::string Title(std::string s) {
@@ -467,7 +540,8 @@ class Evaluator {
     if (from.empty()) TypeErr("replace: empty pattern");
     std::string r;
     size_t i = 0;
-    for (size_t k; (k = s.find(from, i)) != std::string::npos; i = k + from.size()) r += s.substr(i, k - i) + to;
+    for (size_t k; (k = s.find(from, i)) != std::string::npos; i = k + from.size())
+      r += s.substr(i, k - i) + to;
     return r + s.substr(i);
   }
 
@@ -480,13 +554,21 @@ class Evaluator {
     if (f == "length" || f == "count") return Value::Of(Len(v));
     if (f == "string") return Value::Of(Str(v));
     if (f == "lower" || f == "upper") return Value::Of(Case(Str(v), f == "upper"));
-    if (f == "capitalize") { std::string s = Case(Str(v), false); if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0]))); return Value::Of(s); }
+    if (f == "capitalize") {
+      std::string s = Case(Str(v), false);
+      if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
+      return Value::Of(s);
+    }
     if (f == "tojson") {
-      for (const auto& [k, x] : e.kw) if (k != "ensure_ascii" && k != "sort_keys") Unsupported("tojson(" + k + "=...)");
+      for (const auto& [k, x] : e.kw)
+        if (k != "ensure_ascii" && k != "sort_keys") Unsupported("tojson(" + k + "=...)");
       if (!e.kw.empty()) Unsupported("tojson arguments");
       return Value::Of(PyJsonDumps(v.undef ? Json() : j));
     }
-    if (f == "first" || f == "last") { if (!j.is_array() || j.empty()) return Value::Undef(); return Value::Of(f == "first" ? j.front() : j.back()); }
+    if (f == "first" || f == "last") {
+      if (!j.is_array() || j.empty()) return Value::Undef();
+      return Value::Of(f == "first" ? j.front() : j.back());
+    }
     if (f == "join") {
       std::string sep = args.empty() ? "" : Str(args[0]), r;
       if (!j.is_array()) TypeErr("join needs a list");
@@ -494,16 +576,57 @@ class Evaluator {
       return Value::Of(r);
     }
     if (f == "default" || f == "d") {
-      const bool boolean = (args.size() > 1 && Truthy(args[1])) || (!e.kw.empty() && Truthy(Eval(*e.kw[0].second)));
+      const bool boolean =
+          (args.size() > 1 && Truthy(args[1])) || (!e.kw.empty() && Truthy(Eval(*e.kw[0].second)));
       if (v.undef || (boolean && !Truthy(v))) return args.empty() ? Value::Of("") : args[0];
       return v;
     }
-    if (f == "list") { if (j.is_array()) return v; if (j.is_string()) { Json r = Json::array(); for (char c : j.get<std::string>()) r.push_back(std::string(1, c)); return Value::Of(r); } TypeErr("list needs a list or string"); }
-    if (f == "items") { if (!j.is_object()) TypeErr("items needs a dict"); Json r = Json::array(); for (auto it = j.begin(); it != j.end(); ++it) r.push_back({it.key(), *it}); return Value::Of(r); }
-    if (f == "reverse") { if (j.is_array()) { Json r = j; std::reverse(r.begin(), r.end()); return Value::Of(r); } std::string s = Str(v); std::reverse(s.begin(), s.end()); return Value::Of(s); }
-    if (f == "abs") { if (j.is_number_integer()) return Value::Of(std::llabs(j.get<int64_t>())); if (j.is_number()) return Value::Of(std::fabs(j.get<double>())); TypeErr("abs needs a number"); }
-    if (f == "int") { if (j.is_number()) return Value::Of(static_cast<int64_t>(j.get<double>())); try { return Value::Of(std::stoll(Str(v))); } catch (...) { return Value::Of(0); } }
-    if (f == "float") { if (j.is_number()) return Value::Of(j.get<double>()); try { return Value::Of(std::stod(Str(v))); } catch (...) { return Value::Of(0.0); } }
+    if (f == "list") {
+      if (j.is_array()) return v;
+      if (j.is_string()) {
+        Json r = Json::array();
+        for (char c : j.get<std::string>()) r.push_back(std::string(1, c));
+        return Value::Of(r);
+      }
+      TypeErr("list needs a list or string");
+    }
+    if (f == "items") {
+      if (!j.is_object()) TypeErr("items needs a dict");
+      Json r = Json::array();
+      for (auto it = j.begin(); it != j.end(); ++it) r.push_back({it.key(), *it});
+      return Value::Of(r);
+    }
+    if (f == "reverse") {
+      if (j.is_array()) {
+        Json r = j;
+        std::reverse(r.begin(), r.end());
+        return Value::Of(r);
+      }
+      std::string s = Str(v);
+      std::reverse(s.begin(), s.end());
+      return Value::Of(s);
+    }
+    if (f == "abs") {
+      if (j.is_number_integer()) return Value::Of(std::llabs(j.get<int64_t>()));
+      if (j.is_number()) return Value::Of(std::fabs(j.get<double>()));
+      TypeErr("abs needs a number");
+    }
+    if (f == "int") {
+      if (j.is_number()) return Value::Of(static_cast<int64_t>(j.get<double>()));
+      try {
+        return Value::Of(std::stoll(Str(v)));
+      } catch (...) {
+        return Value::Of(0);
+      }
+    }
+    if (f == "float") {
+      if (j.is_number()) return Value::Of(j.get<double>());
+      try {
+        return Value::Of(std::stod(Str(v)));
+      } catch (...) {
+        return Value::Of(0.0);
+      }
+    }
     Unsupported("filter '" + f + "'");
   }
 
@@ -560,11 +683,16 @@ void DumpTo(const Json& v, std::string* out) {
 
 Status ToStatus(const JinjaError& e) {
   switch (e.kind) {
-    case JinjaError::kSyntax: return InvalidArgument(std::string("chat template: ") + e.what());
+    case JinjaError::kSyntax:
+      return InvalidArgument(std::string("chat template: ") + e.what());
     case JinjaError::kUnsupported:
-      return Status(StatusCode::kUnimplemented, std::string("chat template uses ") + e.what() + ", which pdserve's Jinja subset does not support");
-    case JinjaError::kRaised: return FailedPrecondition(std::string("chat template: ") + e.what());
-    case JinjaError::kType: break;
+      return Status(StatusCode::kUnimplemented,
+                    std::string("chat template uses ") + e.what() +
+                        ", which pdserve's Jinja subset does not support");
+    case JinjaError::kRaised:
+      return FailedPrecondition(std::string("chat template: ") + e.what());
+    case JinjaError::kType:
+      break;
   }
   return InvalidArgument(std::string("chat template: ") + e.what());
 }

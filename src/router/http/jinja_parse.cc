@@ -26,8 +26,10 @@ size_t FindClose(const std::string& src, size_t i, const char* close) {
   for (; i + 1 < src.size(); ++i) {
     const char c = src[i];
     if (quote) {
-      if (c == '\\') ++i;
-      else if (c == quote) quote = 0;
+      if (c == '\\')
+        ++i;
+      else if (c == quote)
+        quote = 0;
     } else if (c == '\'' || c == '"') {
       quote = c;
     } else if (c == close[0] && src[i + 1] == close[1]) {
@@ -54,8 +56,10 @@ std::vector<Piece> Lex(const std::string& src) {
     const size_t end = tag ? open : (open == std::string::npos ? src.size() : open + 1);
     std::string chunk = src.substr(i, end - i);
     if (trim_nl) {
-      if (chunk.starts_with("\r\n")) chunk.erase(0, 2);
-      else if (chunk.starts_with("\n")) chunk.erase(0, 1);
+      if (chunk.starts_with("\r\n"))
+        chunk.erase(0, 2);
+      else if (chunk.starts_with("\n"))
+        chunk.erase(0, 1);
     }
     if (strip_next) {
       size_t k = 0;
@@ -250,9 +254,12 @@ class ExprParser {
   ExprP Add() {
     ExprP e = Concat();
     for (;;) {
-      if (TakeOp("+")) e = Bin("+", std::move(e), Concat());
-      else if (TakeOp("-")) e = Bin("-", std::move(e), Concat());
-      else return e;
+      if (TakeOp("+"))
+        e = Bin("+", std::move(e), Concat());
+      else if (TakeOp("-"))
+        e = Bin("-", std::move(e), Concat());
+      else
+        return e;
     }
   }
   ExprP Concat() {
@@ -264,7 +271,11 @@ class ExprParser {
     ExprP e = Unary();
     for (;;) {
       if (IsOp("**")) Unsupported("operator '**'");
-      const char* op = IsOp("*") ? "*" : IsOp("//") ? "//" : IsOp("/") ? "/" : IsOp("%") ? "%" : nullptr;
+      const char* op = IsOp("*")    ? "*"
+                       : IsOp("//") ? "//"
+                       : IsOp("/")  ? "/"
+                       : IsOp("%")  ? "%"
+                                    : nullptr;
       if (!op) return e;
       ++p_;
       e = Bin(op, std::move(e), Unary());
@@ -363,8 +374,10 @@ class ExprParser {
         while (t_[p_].kind == Tok::kStr) s += t_[p_++].s;  // adjacent literals concatenate
         return lit(s);
       }
-      case Tok::kInt: return lit(std::stoll(t.s));
-      case Tok::kFloat: return lit(std::stod(t.s));
+      case Tok::kInt:
+        return lit(std::stoll(t.s));
+      case Tok::kFloat:
+        return lit(std::stod(t.s));
       case Tok::kName: {
         if (t.s == "true" || t.s == "True") return lit(true);
         if (t.s == "false" || t.s == "False") return lit(false);
@@ -397,7 +410,8 @@ class ExprParser {
           return e;
         }
         break;
-      case Tok::kEnd: Syntax("unexpected end of expression");
+      case Tok::kEnd:
+        Syntax("unexpected end of expression");
     }
     Syntax("unexpected '" + t.s + "'");
   }

@@ -59,7 +59,8 @@ std::string ErrorBody(const HttpError& e) {
   nlohmann::ordered_json j;
   j["error"]["message"] = e.message;
   j["error"]["type"] = e.type;
-  j["error"]["param"] = e.param.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.param);
+  j["error"]["param"] =
+      e.param.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.param);
   j["error"]["code"] = e.code.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.code);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

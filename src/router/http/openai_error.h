@@ -10,10 +10,10 @@ namespace pd::http {
 
 struct HttpError {
   int status = 500;
-  std::string type;     // invalid_request_error, authentication_error, ...
+  std::string type;  // invalid_request_error, authentication_error, ...
   std::string message;
-  std::string param;    // "" -> null
-  std::string code;     // "" -> null
+  std::string param;      // "" -> null
+  std::string code;       // "" -> null
   int retry_after_s = 0;  // > 0: send a Retry-After header (429, 503)
 };
 

@@ -46,7 +46,8 @@ Status ReadPrompt(Checker& c, const Json& body, OpenAiRequest* r) {
   Json p = *it;
   // A batch of one prompt ([["..."]] / [[1,2]]) is accepted; larger batches are not.
   if (p.is_array() && !p.empty() && (p[0].is_string() || p[0].is_array())) {
-    if (p.size() != 1) return c.Bad("prompt", "must be a single prompt (batches are not supported)");
+    if (p.size() != 1)
+      return c.Bad("prompt", "must be a single prompt (batches are not supported)");
     p = Json(p[0]);
   }
   if (p.is_string()) {
@@ -68,7 +69,8 @@ Status ReadMessages(Checker& c, const Json& body, OpenAiRequest* r) {
     const Json& m = (*it)[i];
     const std::string name = "messages[" + std::to_string(i) + "]";
     if (!m.is_object()) return c.Bad(name, "must be an object");
-    if (!m.contains("role") || !m["role"].is_string()) return c.Bad(name + ".role", "must be a string");
+    if (!m.contains("role") || !m["role"].is_string())
+      return c.Bad(name + ".role", "must be a string");
     Json msg = m;
     const Json content = m.contains("content") ? m["content"] : Json();
     if (content.is_array()) {  // content parts: only text is supported
@@ -93,12 +95,14 @@ Status ReadMessages(Checker& c, const Json& body, OpenAiRequest* r) {
     r->template_vars["tools"] = body["tools"];
   }
   if (body.contains("chat_template_kwargs") && body["chat_template_kwargs"].is_object()) {
-    for (auto kv = body["chat_template_kwargs"].begin(); kv != body["chat_template_kwargs"].end(); ++kv) {
+    for (auto kv = body["chat_template_kwargs"].begin(); kv != body["chat_template_kwargs"].end();
+         ++kv) {
       r->template_vars[kv.key()] = kv.value();
     }
   }
   if (body.contains("add_generation_prompt")) {
-    if (!body["add_generation_prompt"].is_boolean()) return c.Bad("add_generation_prompt", "must be a boolean");
+    if (!body["add_generation_prompt"].is_boolean())
+      return c.Bad("add_generation_prompt", "must be a boolean");
     r->add_generation_prompt = body["add_generation_prompt"].get<bool>();
   }
   return OkStatus();
@@ -139,15 +143,19 @@ Status ReadBool(Checker& c, const Json& body, const char* name, bool* out) {
 
 Status ReadUnsupported(Checker& c, const Json& body) {
   if (auto it = body.find("n"); it != body.end() && !it->is_null()) {
-    if (!IsInt(*it) || it->get<int64_t>() != 1) return c.Bad("n", "must be 1 (only one choice per request is supported)");
+    if (!IsInt(*it) || it->get<int64_t>() != 1)
+      return c.Bad("n", "must be 1 (only one choice per request is supported)");
   }
-  if (auto it = body.find("best_of"); it != body.end() && !it->is_null() && !(IsInt(*it) && it->get<int64_t>() == 1)) {
+  if (auto it = body.find("best_of");
+      it != body.end() && !it->is_null() && !(IsInt(*it) && it->get<int64_t>() == 1)) {
     return c.Bad("best_of", "must be 1");
   }
   for (const char* name : {"logprobs", "top_logprobs", "echo", "suffix", "logit_bias"}) {
     auto it = body.find(name);
-    if (it == body.end() || it->is_null() || *it == false || (it->is_object() && it->empty())) continue;
-    if (std::string(name) == "suffix" && it->is_string() && it->get<std::string>().empty()) continue;
+    if (it == body.end() || it->is_null() || *it == false || (it->is_object() && it->empty()))
+      continue;
+    if (std::string(name) == "suffix" && it->is_string() && it->get<std::string>().empty())
+      continue;
     return c.Bad(name, "is not supported");
   }
   return OkStatus();

@@ -30,9 +30,9 @@ struct OpenAiRequest {
   std::optional<int> max_tokens;  // max_tokens or max_completion_tokens
   double temperature = 1.0;
   double top_p = 1.0;
-  int top_k = 0;                  // extension (vLLM): 0 = off
+  int top_k = 0;  // extension (vLLM): 0 = off
   std::optional<uint64_t> seed;
-  std::vector<std::string> stop;       // `stop`: a string or a list of strings
+  std::vector<std::string> stop;        // `stop`: a string or a list of strings
   std::vector<int32_t> stop_token_ids;  // extension (vLLM name): stop on these ids
   bool ignore_eos = false;              // extension (vLLM)
   bool stream = false;

@@ -61,7 +61,7 @@ struct Gen {
   std::string id, model;
   int64_t created = 0;
   int prompt_tokens = 0, completion_tokens = 0;
-  std::string finish;  // "" until finished
+  std::string finish;        // "" until finished
   std::vector<int32_t> ids;  // generated ids (with the one that completed a stop string)
   v1::GenerateResponse first;
   bool have_first = false;
@@ -131,7 +131,10 @@ class OpenAiServer::Impl {
     return nullptr;
   }
   Json ModelJson(const HttpModel& m) const {
-    return {{"id", m.name}, {"object", "model"}, {"created", created_}, {"owned_by", "pdserve"},
+    return {{"id", m.name},
+            {"object", "model"},
+            {"created", created_},
+            {"owned_by", "pdserve"},
             {"max_model_len", m.max_model_len}};
   }
   void Models(const httplib::Request& req, httplib::Response& res);
@@ -167,23 +170,23 @@ Status OpenAiServer::Impl::Start() {
     HttpError e;
     e.status = res.status;
     e.type = "invalid_request_error";
-    e.message = res.status == 404 ? "unknown route: " + req.method + " " + req.path
+    e.message = res.status == 404   ? "unknown route: " + req.method + " " + req.path
                 : res.status == 413 ? "request body too large"
                                     : "HTTP error " + std::to_string(res.status);
     if (res.status == 404) e.code = "unknown_url";
     SendError(res, e);
   });
-  svr_.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                                std::exception_ptr ep) {
-    std::string what = "internal error";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& ex) {
-      what = ex.what();
-    } catch (...) {
-    }
-    SendError(res, ErrorFromStatus(Internal(what), 0));
-  });
+  svr_.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "internal error";
+        try {
+          if (ep) std::rethrow_exception(ep);
+        } catch (const std::exception& ex) {
+          what = ex.what();
+        } catch (...) {
+        }
+        SendError(res, ErrorFromStatus(Internal(what), 0));
+      });
   bound_ = opts_.port == 0 ? svr_.bind_to_any_port(opts_.host)
                            : (svr_.bind_to_port(opts_.host, opts_.port) ? opts_.port : -1);
   if (bound_ <= 0) {
@@ -202,7 +205,8 @@ void OpenAiServer::Impl::Models(const httplib::Request& req, httplib::Response& 
     const HttpModel* m = FindModel(req.matches[1]);
     if (!m) {
       return SendError(res, ErrorFromStatus(NotFound("The model '" + std::string(req.matches[1]) +
-                                                     "' does not exist"), 0, "model"));
+                                                     "' does not exist"),
+                                            0, "model"));
     }
     return res.set_content(Dump(ModelJson(*m)), "application/json");
   }
@@ -255,8 +259,9 @@ void OpenAiServer::Impl::Completions(const httplib::Request& req, httplib::Respo
   g->req = std::move(parsed).value();
   const HttpModel* m = FindModel(g->req.model);
   if (!m) {
-    return SendError(res, ErrorFromStatus(NotFound("The model '" + g->req.model +
-                                                   "' does not exist"), 0, "model"));
+    return SendError(
+        res,
+        ErrorFromStatus(NotFound("The model '" + g->req.model + "' does not exist"), 0, "model"));
   }
   std::vector<int32_t> ids;
   if (Status s = PromptIds(*m, g->req, &ids, &param); !s.ok()) {
@@ -293,7 +298,8 @@ void OpenAiServer::Impl::Completions(const httplib::Request& req, httplib::Respo
   g->have_first = g->reader->Read(&g->first);
   if (!g->have_first) {
     const grpc::Status s = g->reader->Finish();
-    const Status st = s.ok() ? Internal("the router ended the stream without a result") : FromGrpc(s);
+    const Status st =
+        s.ok() ? Internal("the router ended the stream without a result") : FromGrpc(s);
     return SendError(res, ErrorFromStatus(st, RetryAfterMs(g->ctx, opts_.retry_after_ms)));
   }
   if (r.stream) return Stream(g, res);
@@ -310,7 +316,8 @@ void OpenAiServer::Impl::Respond(std::shared_ptr<Gen> g, httplib::Response& res)
   }
   const grpc::Status s = g->reader->Finish();
   if (g->finish.empty()) {
-    const Status st = s.ok() ? Internal("the router ended the stream without a finish") : FromGrpc(s);
+    const Status st =
+        s.ok() ? Internal("the router ended the stream without a finish") : FromGrpc(s);
     return SendError(res, ErrorFromStatus(st, RetryAfterMs(g->ctx, opts_.retry_after_ms)));
   }
   Json choice = {{"index", 0}};
@@ -387,7 +394,8 @@ void OpenAiServer::Impl::Stream(std::shared_ptr<Gen> g, httplib::Response& res) 
     }
     const grpc::Status s = g->reader->Finish();
     if (g->finish.empty()) {  // the stream failed after it started: an error event
-      const Status st = s.ok() ? Internal("the router ended the stream without a finish") : FromGrpc(s);
+      const Status st =
+          s.ok() ? Internal("the router ended the stream without a finish") : FromGrpc(s);
       const HttpError e = ErrorFromStatus(st, RetryAfterMs(g->ctx, opts_.retry_after_ms));
       put(SseData(ErrorBody(e)));
     } else {

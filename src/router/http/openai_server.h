@@ -46,7 +46,7 @@ struct OpenAiServerOptions {
   int retry_after_ms = 1000;    // Retry-After of a 429 when the router sent no hint
   int max_tokens_limit = 4096;  // router.max_tokens_limit (default max_tokens of chat)
   size_t max_body_bytes = 64 << 20;
-  int threads = 64;             // concurrent HTTP requests (a stream holds one thread)
+  int threads = 64;  // concurrent HTTP requests (a stream holds one thread)
 };
 
 class OpenAiServer {

@@ -9,7 +9,8 @@ OpenAiServer::OpenAiServer(OpenAiServerOptions, std::shared_ptr<grpc::Channel>,
                            std::vector<HttpModel>) {}
 OpenAiServer::~OpenAiServer() = default;
 Status OpenAiServer::Start() {
-  return Unimplemented("this pd-router was built without cpp-httplib: router.http_port is not served");
+  return Unimplemented(
+      "this pd-router was built without cpp-httplib: router.http_port is not served");
 }
 void OpenAiServer::Stop() {}
 int OpenAiServer::port() const { return 0; }
