@@ -141,6 +141,7 @@ Status ParseTransport(const YAML::Node& n, const std::string& path, TransportCon
   r.Field("paths", &t->paths);
   r.Field("chunk_bytes", &t->chunk_bytes);
   r.StringList("advertise", &t->advertise);
+  r.Field("auth_secret_file", &t->auth_secret_file);
   return r.Finish();
 }
 

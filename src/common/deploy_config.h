@@ -57,6 +57,11 @@ struct TransportConfig {
   // Hosts advertised to peers instead of `host` (path i connects to advertise[i % n], same
   // port). E.g. a proxy or a second NIC; the chaos tests put a fault-injecting proxy here.
   std::vector<std::string> advertise;
+  // File holding the shared secret that authenticates transfer-engine peers (HMAC-SHA256
+  // challenge-response in the handshake; docs/kvtransfer.md). Every P and D of a deployment must
+  // use the same secret; "" = no peer authentication (trusted network only). A file, not an
+  // inline value, so the secret stays out of the YAML/ConfigMap (mount a Kubernetes Secret).
+  std::string auth_secret_file;
 };
 
 // Deadlines of one daemon (every wait has one).

@@ -5,9 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
-
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -206,8 +208,27 @@ StatusOr<std::unique_ptr<ModelRunner>> MakeRunner(const Flags& f, const Instance
   return std::unique_ptr<ModelRunner>(new FakeRunner(o));
 }
 
+// The transfer-engine peer secret from `path` (trailing whitespace/newlines dropped). Errors
+// name the file, never its content.
+StatusOr<std::string> ReadTransferSecret(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return InvalidArgument("transport.auth_secret_file: cannot read '" + path + "'");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  if (s.size() < 16) {
+    return InvalidArgument("transport.auth_secret_file '" + path +
+                           "': secret shorter than 16 bytes (use e.g. `openssl rand -hex 32`)");
+  }
+  return s;
+}
+
 Status StartTransfer(Daemon* d) {
   kvtransfer::EngineOptions o;
+  if (!d->inst.transport.auth_secret_file.empty()) {
+    PD_ASSIGN_OR_RETURN(o.auth_secret, ReadTransferSecret(d->inst.transport.auth_secret_file));
+    PD_LOG_INFO("{}: transfer peers must authenticate (secret from {})", d->inst.name,
+                d->inst.transport.auth_secret_file);
+  }
   o.name = d->inst.name;
   o.transport = d->inst.transport.kind;
   o.compat_hash = d->compat_hash;
