@@ -58,14 +58,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     const std::string v = argv[++i];
-    auto range = [&](pd::bench::LengthRange* r) {
-      auto x = pd::bench::ParseLengthRange(v);
-      if (!x.ok()) {
-        std::fprintf(stderr, "pd-plan: %s: %s\n", a.c_str(), x.status().ToString().c_str());
-        std::exit(2);
-      }
-      *r = *x;
-    };
+    auto range = [&](pd::bench::LengthRange* r) { ParseRangeFlagOrExit("pd-plan", a, v, r); };
     if (ApplySharedFlag(a, v, &s.link, &s.prefill, &s.decode, &s.disagg_threshold_tokens)) continue;
     if (a == "--profile") {
       auto p = LoadProfile(v);

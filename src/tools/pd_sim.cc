@@ -57,14 +57,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     const std::string v = argv[++i];
-    auto range = [&](pd::bench::LengthRange* r) {
-      auto x = pd::bench::ParseLengthRange(v);
-      if (!x.ok()) {
-        std::fprintf(stderr, "pd-sim: %s: %s\n", a.c_str(), x.status().ToString().c_str());
-        std::exit(2);
-      }
-      *r = *x;
-    };
+    auto range = [&](pd::bench::LengthRange* r) { ParseRangeFlagOrExit("pd-sim", a, v, r); };
     if (ApplySharedFlag(a, v, &d.link, &d.prefill, &d.decode, &d.disagg_threshold_tokens)) continue;
     if (a == "--profile") pprof = dprof = v;
     else if (a == "--prefill-profile") pprof = v;

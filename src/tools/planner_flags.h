@@ -6,8 +6,21 @@
 #include <string>
 
 #include "planner/sim/serving_sim.h"
+#include "tools/bench_workload.h"
 
 namespace pd::planner {
+
+// Parses the length range `v` of flag `a` (--input/--output) into *r; on a bad value prints
+// "<tool>: <flag>: <error>" and exits with status 2.
+inline void ParseRangeFlagOrExit(const char* tool, const std::string& a, const std::string& v,
+                                 pd::bench::LengthRange* r) {
+  auto x = pd::bench::ParseLengthRange(v);
+  if (!x.ok()) {
+    std::fprintf(stderr, "%s: %s: %s\n", tool, a.c_str(), x.status().ToString().c_str());
+    std::exit(2);
+  }
+  *r = *x;
+}
 
 // Applies one of the shared flags (`a` with value `v`); false if `a` is not one of them.
 //   --link-gbps X --link-efficiency X --link-latency-ms X --threshold N
