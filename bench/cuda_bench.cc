@@ -264,6 +264,55 @@ void BenchGemv(const Ceilings& c) {
   cublasDestroy(h);
 }
 
+// Causal prefill attention alone (32 heads, 8 kv heads, D 128, block size 16): the kernel in use,
+// or (both) the wgmma and the mma.sync kernel.
+void BenchPrefillAttention(const Ceilings& c, const std::vector<int>& sizes, bool both) {
+  const int nh = 32, nkv = 8, D = 128, bs = 16;
+  for (int n : sizes) {
+    const int blocks = n / bs;
+    const size_t kv_elems = size_t(blocks) * 2 * nkv * bs * D;
+    bf16_t* kv = RandomBf16(kv_elems, 20);
+    bf16_t* q = RandomBf16(size_t(n) * nh * D, 21);
+    bf16_t* out = nullptr;
+    CHECK_CUDA(cudaMalloc(&out, size_t(n) * nh * D * 2));
+    std::vector<int32_t> ids(blocks), ip{0, blocks}, ctx{n}, qst{0}, nn{n}, tiles;
+    for (int i = 0; i < blocks; ++i) ids[i] = i;
+    for (int off = 0; off < n; off += pd::cuda::kPrefillTileRows) {
+      tiles.push_back(0);
+      tiles.push_back(off);
+    }
+    auto up = [](const std::vector<int32_t>& v) {
+      int32_t* p = nullptr;
+      cudaMalloc(&p, v.size() * 4);
+      cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice);
+      return p;
+    };
+    pd::cuda::BatchMeta m;
+    m.block_ids = up(ids);
+    m.block_indptr = up(ip);
+    m.seq_ctx = up(ctx);
+    m.seq_qstart = up(qst);
+    m.seq_nnew = up(nn);
+    int32_t* dt = up(tiles);
+    pd::cuda::AttnArgs a{q, out, nh, nkv, D, n, 1, 0, 0, 1.f / std::sqrt(128.f),
+                         pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
+    for (int variant : {0, 1}) {  // wgmma, then the mma.sync kernel
+      if (!both && variant != pd::cuda::PrefillAttentionVariantUsed(bs)) continue;
+      if (both) pd::cuda::SetPrefillAttentionVariant(variant);
+      const double ms = TimeEvents([&] { pd::cuda::LaunchPrefillAttention(a, m, dt, int(tiles.size() / 2), nullptr); }, 3, 20);
+      const double flops = 4.0 * nh * D * (double(n) * n / 2);
+      std::printf("attn     prefill %s causal %5d tokens (32 heads, D128): %8.3f ms  %5.0f TFLOP/s (%.0f%% of gemm ceiling)\n",
+                  variant == 0 ? "wgmma" : "mma  ", n, ms, flops / (ms * 1e-3) / 1e12,
+                  100 * flops / (ms * 1e-3) / 1e12 / c.gemm_tflops);
+    }
+    pd::cuda::SetPrefillAttentionVariant(-1);  // back to the default / environment
+    cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(dt);
+    cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
+    cudaFree(const_cast<int32_t*>(m.seq_ctx)); cudaFree(const_cast<int32_t*>(m.seq_qstart));
+    cudaFree(const_cast<int32_t*>(m.seq_nnew));
+  }
+}
+
 // Attention kernels alone on a random paged cache of distinct blocks.
 void BenchAttention(const Ceilings& c, int sms, bool quick) {
   const int nh = 32, nkv = 8, D = 128, bs = 16;
@@ -323,44 +372,7 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));
     cudaFree(const_cast<int32_t*>(m.num_valid_rows));
   }
-  for (int n : {8192, 16384}) {
-    if (quick && n > 8192) continue;
-    const int blocks = n / bs;
-    const size_t kv_elems = size_t(blocks) * 2 * nkv * bs * D;
-    bf16_t* kv = RandomBf16(kv_elems, 20);
-    bf16_t* q = RandomBf16(size_t(n) * nh * D, 21);
-    bf16_t* out = nullptr;
-    CHECK_CUDA(cudaMalloc(&out, size_t(n) * nh * D * 2));
-    std::vector<int32_t> ids(blocks), ip{0, blocks}, ctx{n}, qst{0}, nn{n}, tiles;
-    for (int i = 0; i < blocks; ++i) ids[i] = i;
-    for (int off = 0; off < n; off += pd::cuda::kPrefillTileRows) {
-      tiles.push_back(0);
-      tiles.push_back(off);
-    }
-    auto up = [](const std::vector<int32_t>& v) {
-      int32_t* p = nullptr;
-      cudaMalloc(&p, v.size() * 4);
-      cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice);
-      return p;
-    };
-    pd::cuda::BatchMeta m;
-    m.block_ids = up(ids);
-    m.block_indptr = up(ip);
-    m.seq_ctx = up(ctx);
-    m.seq_qstart = up(qst);
-    m.seq_nnew = up(nn);
-    int32_t* dt = up(tiles);
-    pd::cuda::AttnArgs a{q, out, nh, nkv, D, n, 1, 0, 0, 1.f / std::sqrt(128.f),
-                         pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
-    const double ms = TimeEvents([&] { pd::cuda::LaunchPrefillAttention(a, m, dt, int(tiles.size() / 2), nullptr); }, 3, 20);
-    const double flops = 4.0 * nh * D * (double(n) * n / 2);
-    std::printf("attn     prefill causal %5d tokens (32 heads, D128): %8.3f ms  %5.0f TFLOP/s (%.0f%% of gemm ceiling)\n",
-                n, ms, flops / (ms * 1e-3) / 1e12, 100 * flops / (ms * 1e-3) / 1e12 / c.gemm_tflops);
-    cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(dt);
-    cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
-    cudaFree(const_cast<int32_t*>(m.seq_ctx)); cudaFree(const_cast<int32_t*>(m.seq_qstart));
-    cudaFree(const_cast<int32_t*>(m.seq_nnew));
-  }
+  BenchPrefillAttention(c, quick ? std::vector<int>{8192} : std::vector<int>{8192, 16384}, false);
 }
 
 }  // namespace
@@ -385,6 +397,7 @@ int main(int argc, char** argv) {
   const Ceilings c = MeasureCeilings();
   if (!has("nogemv")) BenchGemv(c);
   if (!has("noattn")) BenchAttention(c, prop.multiProcessorCount, quick);
+  if (has("prefillattn")) BenchPrefillAttention(c, {8192, 16384, 32768}, true);
   if (has("nodecode") && has("noprefill")) return 0;
   pd::RunnerOptions o;
   o.backend = "cuda";

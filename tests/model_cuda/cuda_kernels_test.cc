@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <numeric>
 
 #include "model/cuda/cuda_kernels.h"
+#include "model/cuda/cuda_runner.h"
 #include "model/sampling.h"
 #include "cuda_test_util.h"
 
@@ -403,6 +405,128 @@ TEST(CudaKernels, PrefillAttentionMatchesCpu) {
   AttnCase(128, 8, 2, {0, 70, 5, 0}, {130, 64, 1, 200}, 0, true, 1);  // chunks over a cached prefix
   AttnCase(128, 4, 1, {33, 0}, {100, 77}, 40, true, 1);               // sliding window
   AttnCase(128, 32, 8, {1000}, {129}, 0, true, 1);
+}
+
+// Until the wgmma prefill kernel is validated on the GPU it runs only when asked for.
+#define PD_REQUIRE_WGMMA_PREFILL()                                                          \
+  if (std::getenv("PD_CUDA_PREFILL_ATTN") == nullptr ||                                     \
+      std::string(std::getenv("PD_CUDA_PREFILL_ATTN")) != "wgmma")                          \
+  GTEST_SKIP() << "PD_CUDA_PREFILL_ATTN=wgmma not set"
+
+// One prefill-attention launch with KV block size bs against the CPU twin.
+void PrefillCase(int nh, int nkv, std::vector<int> cached, std::vector<int> nnew, int window,
+                 int bs, uint32_t seed) {
+  std::mt19937 rng(seed);
+  TestBatch b;
+  b.Build(std::move(cached), std::move(nnew), bs, rng);
+  const int D = 128, layer = 1, layers = 2, rows = b.rows();
+  const size_t arena = size_t(layers) * b.num_blocks * 2 * nkv * bs * D;
+  auto kv = RandBf(arena, rng), q = RandBf(size_t(rows) * nh * D, rng);
+  DevBuf<uint16_t> d_kv(kv), d_q(q), d_out(size_t(rows) * nh * D);
+  AttnArgs a{d_q.p, d_out.p, nh, nkv, D, rows, int(b.seq_ctx.size()), layer, window,
+             float(1.0 / std::sqrt(double(D))), KvGeom{d_kv.p, b.num_blocks, bs, nkv, D}};
+  LaunchPrefillAttention(a, b.meta, b.d_tiles->p, int(b.tiles.size() / 2), nullptr);
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  auto ref = AttnRef(b, q, kv, nh, nkv, D, layer, window);
+  EXPECT_LT(RelErr(ToF(d_out.Get()), ref), 8e-3)
+      << "nh=" << nh << " nkv=" << nkv << " window=" << window << " bs=" << bs;
+}
+
+// Each prefill kernel (0 = wgmma, 1 = mma.sync): chunks over cached prefixes, several
+// sequences, lengths that are not multiples of the 128-row / 128-key tiles, several K/V tiles and
+// query tiles per sequence, block sizes 16/32/64, GQA/MHA/MQA, sliding windows. Block size 24 is
+// not a power of two: the wgmma kernel is not used for it and the mma.sync kernel must match.
+void PrefillVariantCases(int variant) {
+  SetPrefillAttentionVariant(variant);
+  EXPECT_EQ(PrefillAttentionVariantUsed(16), variant);
+  EXPECT_EQ(PrefillAttentionVariantUsed(24), 1);
+  for (int bs : {16, 32, 64}) {
+    const uint32_t seed = uint32_t(variant * 100 + bs);
+    PrefillCase(8, 2, {0}, {64}, 0, bs, seed);
+    PrefillCase(8, 2, {0, 70, 5, 0}, {130, 64, 1, 200}, 0, bs, seed + 1);
+    PrefillCase(8, 8, {300, 0}, {257, 383}, 0, bs, seed + 2);
+    PrefillCase(4, 1, {33, 0, 500}, {100, 77, 260}, 40, bs, seed + 3);
+    PrefillCase(32, 8, {1000}, {129}, 0, bs, seed + 4);
+  }
+  PrefillCase(8, 2, {50, 0}, {90, 300}, 0, 24, uint32_t(variant + 7));
+  SetPrefillAttentionVariant(-1);
+}
+
+TEST(CudaKernels, PrefillAttentionWgmmaMatchesCpu) {
+  PD_REQUIRE_GPU();
+  PD_REQUIRE_WGMMA_PREFILL();
+  PrefillVariantCases(0);
+}
+
+TEST(CudaKernels, PrefillAttentionMmaMatchesCpu) {
+  PD_REQUIRE_GPU();
+  PrefillVariantCases(1);
+}
+
+// Last-position logits of `prompt` fed in chunks (each chunk attends to the cached prefix).
+std::vector<float> ChunkedLogits(ModelRunner* r, const std::vector<int32_t>& prompt, int chunk) {
+  const int bs = r->kv_arena().layout.block_size, n = int(prompt.size());
+  std::vector<int32_t> blocks;
+  for (int i = 0; i < (n + bs - 1) / bs; ++i) blocks.push_back(3 * i + 1);  // scattered blocks
+  ForwardResult res;
+  for (int o = 0; o < n; o += chunk) {
+    const int k = std::min(chunk, n - o), nb = (o + k + bs - 1) / bs;
+    ForwardBatch b;
+    SeqStep st;
+    st.num_new_tokens = k;
+    st.num_cached = o;
+    st.sample = true;
+    b.seqs = {st};
+    b.token_ids.assign(prompt.begin() + o, prompt.begin() + o + k);
+    b.block_indptr = {0, nb};
+    b.block_ids.assign(blocks.begin(), blocks.begin() + nb);
+    b.return_logits = true;
+    const Status s = r->Forward(b, &res);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  return res.logits;
+}
+
+// The whole forward with head_dim 128 (the golden models have head_dim <= 64, so only this test
+// runs the tensor-core prefill kernels inside the runner): a 700-token prompt one-shot == in
+// chunks of 200 and of 128 over the cached prefix, and the wgmma kernel == the mma.sync kernel.
+TEST(CudaKernels, PrefillRunnerHeadDim128ChunkedMatchesOneShot) {
+  PD_REQUIRE_GPU();
+  PD_REQUIRE_WGMMA_PREFILL();
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 1000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 128;
+  c.max_position_embeddings = 4096;
+  RunnerOptions o;
+  o.backend = "cuda";
+  o.num_kv_blocks = 200;
+  o.max_batch_tokens = 1024;
+  o.max_seqs = 4;
+  auto r = CreateCudaRunnerRandom(c, o, 5);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<int32_t> prompt(700);
+  std::mt19937 rng(3);
+  for (auto& t : prompt) t = int32_t(rng() % 1000);
+  SetPrefillAttentionVariant(0);
+  const auto one = ChunkedLogits(r.value().get(), prompt, 700);
+  const auto c200 = ChunkedLogits(r.value().get(), prompt, 200);
+  const auto c128 = ChunkedLogits(r.value().get(), prompt, 128);
+  SetPrefillAttentionVariant(1);
+  const auto mma = ChunkedLogits(r.value().get(), prompt, 700);
+  SetPrefillAttentionVariant(-1);
+  ASSERT_EQ(one.size(), size_t(1000));
+  EXPECT_LT(RelErr(c200, one), 1e-2);
+  EXPECT_LT(RelErr(c128, one), 1e-2);
+  EXPECT_LT(RelErr(mma, one), 1e-2);
+  std::printf("[prefill-runner D128] chunked-200 %.2e chunked-128 %.2e mma-vs-wgmma %.2e\n",
+              RelErr(c200, one), RelErr(c128, one), RelErr(mma, one));
 }
 
 }  // namespace

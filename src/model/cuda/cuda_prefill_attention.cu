@@ -4,9 +4,12 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "model/cuda/cuda_attn_common.cuh"
 #include "model/cuda/cuda_kernels.h"
+#include "model/cuda/cuda_prefill_wgmma.cuh"
 
 namespace pd::cuda {
 namespace {
@@ -215,8 +218,40 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
 
 bool PrefillAttentionSupported(int head_dim) { return head_dim == kPD; }
 
+namespace {
+constexpr int kDefaultPrefillVariant = 1;  // until the wgmma kernel is validated on the GPU
+int g_prefill_variant = -1;  // -1: not chosen yet (PD_CUDA_PREFILL_ATTN=mma|wgmma, default)
+int g_sm_major = -1;
+}  // namespace
+
+void SetPrefillAttentionVariant(int variant) {
+  if (variant >= -1 && variant <= 1) g_prefill_variant = variant;
+}
+
+int PrefillAttentionVariantUsed(int block_size) {
+  if (g_prefill_variant < 0) {
+    const char* e = std::getenv("PD_CUDA_PREFILL_ATTN");
+    g_prefill_variant = kDefaultPrefillVariant;
+    if (e != nullptr && std::strcmp(e, "mma") == 0) g_prefill_variant = 1;
+    if (e != nullptr && std::strcmp(e, "wgmma") == 0) g_prefill_variant = 0;
+  }
+  if (g_sm_major < 0) {
+    int dev = 0;
+    g_sm_major = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess) {
+      cudaDeviceGetAttribute(&g_sm_major, cudaDevAttrComputeCapabilityMajor, dev);
+    }
+  }
+  const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
+  return g_prefill_variant == 0 && pow2 && g_sm_major == 9 ? 0 : 1;
+}
+
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream) {
+  if (PrefillAttentionVariantUsed(a.kv.block_size) == 0) {
+    LaunchPrefillAttentionWgmma(a, m, tiles, num_tiles, stream);
+    return;
+  }
   static bool configured = false;
   if (!configured) {
     cudaFuncSetAttribute(PrefillAttnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
