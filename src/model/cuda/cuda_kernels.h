@@ -132,10 +132,11 @@ bool PrefillAttentionSupported(int head_dim);
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream);
 // Prefill kernel (process-wide): 0 = warpgroup MMA (wgmma, sm_90a), 1 = the mma.sync kernel,
+// 2 = wgmma with the K/V loads issued before the MMAs (first version, for measurements),
 // -1 = the default (environment PD_CUDA_PREFILL_ATTN=wgmma|mma, else the built-in choice). The
-// wgmma kernel needs a power-of-two KV block size and an sm_90 device, else mma.sync runs.
+// wgmma kernels need a power-of-two KV block size and an sm_90 device, else mma.sync runs.
 void SetPrefillAttentionVariant(int variant);
-// The kernel LaunchPrefillAttention runs for this KV block size (0 = wgmma, 1 = mma.sync).
+// The kernel LaunchPrefillAttention runs for this KV block size (0/2 = wgmma, 1 = mma.sync).
 int PrefillAttentionVariantUsed(int block_size);
 
 }  // namespace pd::cuda

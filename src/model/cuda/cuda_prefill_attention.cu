@@ -225,7 +225,7 @@ int g_sm_major = -1;
 }  // namespace
 
 void SetPrefillAttentionVariant(int variant) {
-  if (variant >= -1 && variant <= 1) g_prefill_variant = variant;
+  if (variant >= -1 && variant <= 2) g_prefill_variant = variant;
 }
 
 int PrefillAttentionVariantUsed(int block_size) {
@@ -243,13 +243,14 @@ int PrefillAttentionVariantUsed(int block_size) {
     }
   }
   const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
-  return g_prefill_variant == 0 && pow2 && g_sm_major == 9 ? 0 : 1;
+  return g_prefill_variant != 1 && pow2 && g_sm_major == 9 ? g_prefill_variant : 1;
 }
 
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream) {
-  if (PrefillAttentionVariantUsed(a.kv.block_size) == 0) {
-    LaunchPrefillAttentionWgmma(a, m, tiles, num_tiles, stream);
+  const int variant = PrefillAttentionVariantUsed(a.kv.block_size);
+  if (variant != 1) {
+    LaunchPrefillAttentionWgmma(a, m, tiles, num_tiles, variant == 0, stream);
     return;
   }
   static bool configured = false;

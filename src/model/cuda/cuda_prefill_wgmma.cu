@@ -125,6 +125,15 @@ __device__ __forceinline__ void LoadKvTile(uint32_t dst, const KvSrc& src, bool 
   }
 }
 
+// K of tile n + 1 and V of tile n (their buffers' previous tiles are no longer read).
+// Past the last tile the K keys are all >= kend: zero-filled, no table reads, never used.
+__device__ __forceinline__ void LoadNext(uint32_t ks, uint32_t vs, const KvSrc& src, int n,
+                                         int j0) {
+  LoadKvTile(ks + ((n + 1) & 1) * kTileBytes, src, false, j0 + kN);
+  LoadKvTile(vs + (n & 1) * kTileBytes, src, true, j0);
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+
 // Row state of one thread: rows g and g + 8 of its warp's 16.
 struct RowState {
   float m[2], l[2];
@@ -219,6 +228,9 @@ __device__ __forceinline__ void StoreOut(const AttnArgs& a, const float (&o)[64]
   }
 }
 
+// kLateLoad: the next tiles' cp.async are issued after this tile's MMAs (they overlap the tensor
+// cores); else before them (the first version, kept for measurements).
+template <bool kLateLoad>
 __global__ void __launch_bounds__(kThreads, 1)
     PrefillWgmmaKernel(AttnArgs a, BatchMeta m, const int32_t* tiles, int vswap) {
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -253,6 +265,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   LoadKvTile(ks, src, false, kbeg);
   asm volatile("cp.async.commit_group;\n" ::);
+  {  // V[1] = 0: the first iteration's P V (P = 0) reads it.
+    unsigned char* v1 = smem_raw + (vs - sraw) + kTileBytes;
+    for (int i = threadIdx.x; i < kTileBytes / 16; i += kThreads) {
+      reinterpret_cast<uint4*>(v1)[i] = make_uint4(0, 0, 0, 0);
+    }
+  }
 
   const int wg = threadIdx.x >> 7, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int r0 = wg * 64 + warp * 16 + (lane >> 2);  // my rows r0, r0 + 8 of the tile
@@ -264,27 +282,26 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t p[8][4];
 #pragma unroll
   for (int i = 0; i < 64; ++i) o[i] = 0.f;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) p[i / 4][i % 4] = 0u;
   RowState st{{-INFINITY, -INFINITY}, {0.f, 0.f}};
   for (int n = 0; n < ntiles; ++n) {
     const int j0 = kbeg + n * kN;
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    if (n + 1 < ntiles) LoadKvTile(ks + ((n + 1) & 1) * kTileBytes, src, false, j0 + kN);
-    LoadKvTile(vs + (n & 1) * kTileBytes, src, true, j0);
-    asm volatile("cp.async.commit_group;\n" ::);
+    if (!kLateLoad) LoadNext(ks, vs, src, n, j0);
     WgFence();
     FenceRegs(o);
     FenceRegs(p);
     IssueQK(sc, qwg, ks + (n & 1) * kTileBytes);
     WgCommit();
-    if (n > 0) {
-      IssuePV(o, p, vs + ((n - 1) & 1) * kTileBytes, vlbo, vsbo);
-      WgCommit();
-      WgWait<1>();
-    } else {
-      WgWait<0>();
-    }
+    // n == 0: P = 0 against the zeroed V[1] adds nothing; keeps the loop free of branches
+    // between wgmma issue and wait (ptxas serializes the wgmmas otherwise).
+    IssuePV(o, p, vs + ((n + 1) & 1) * kTileBytes, vlbo, vsbo);
+    WgCommit();
+    if (kLateLoad) LoadNext(ks, vs, src, n, j0);
+    WgWait<1>();
     FenceRegs(sc);
     const bool mask = a.sliding_window > 0 || j0 + kN - 1 > warp_qmin;
     Softmax(sc, st, corr, mask, j0, qp0, a.sliding_window, sl2);
@@ -309,18 +326,24 @@ __global__ void __launch_bounds__(kThreads, 1)
 }  // namespace
 
 void LaunchPrefillAttentionWgmma(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
-                                 int num_tiles, cudaStream_t stream) {
+                                 int num_tiles, bool late_load, cudaStream_t stream) {
   static bool configured = false;
   static int vswap = 0;
   if (!configured) {
-    cudaFuncSetAttribute(PrefillWgmmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(PrefillWgmmaKernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(kSmem));
+    cudaFuncSetAttribute(PrefillWgmmaKernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(kSmem));
     const char* e = std::getenv("PD_CUDA_PREFILL_VDESC");  // debug: swapped V descriptor strides
     vswap = e != nullptr && std::strcmp(e, "swap") == 0;
     configured = true;
   }
   dim3 grid(num_tiles, a.num_heads);
-  PrefillWgmmaKernel<<<grid, kThreads, kSmem, stream>>>(a, m, tiles, vswap);
+  if (late_load) {
+    PrefillWgmmaKernel<true><<<grid, kThreads, kSmem, stream>>>(a, m, tiles, vswap);
+  } else {
+    PrefillWgmmaKernel<false><<<grid, kThreads, kSmem, stream>>>(a, m, tiles, vswap);
+  }
 }
 
 }  // namespace pd::cuda
