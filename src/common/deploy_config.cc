@@ -142,6 +142,7 @@ Status ParseTransport(const YAML::Node& n, const std::string& path, TransportCon
   r.Field("chunk_bytes", &t->chunk_bytes);
   r.StringList("advertise", &t->advertise);
   r.Field("auth_secret_file", &t->auth_secret_file);
+  r.Field("gpu_kv", &t->gpu_kv);
   return r.Finish();
 }
 
@@ -367,6 +368,11 @@ Status ValidateInstance(const std::string& p, const InstanceConfig& c) {
   static const std::set<std::string> kKinds = {"tcp", "rdma", "local"};
   if (!kKinds.count(c.transport.kind)) {
     return Bad(p + ".transport.kind", "'" + c.transport.kind + "' is not tcp | rdma | local");
+  }
+  if (c.transport.gpu_kv != "auto" && c.transport.gpu_kv != "direct" &&
+      c.transport.gpu_kv != "mirror") {
+    return Bad(p + ".transport.gpu_kv",
+               "'" + c.transport.gpu_kv + "' is not auto | direct | mirror");
   }
   PD_RETURN_IF_ERROR(CheckPort(p + ".transport.port", c.transport.port, true));
   PD_RETURN_IF_ERROR(CheckPort(p + ".metrics_port", c.metrics_port, true));

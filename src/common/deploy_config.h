@@ -62,6 +62,10 @@ struct TransportConfig {
   // use the same secret; "" = no peer authentication (trusted network only). A file, not an
   // inline value, so the secret stays out of the YAML/ConfigMap (mount a Kubernetes Secret).
   std::string auth_secret_file;
+  // GPU KV arenas: "auto" registers the GPU arena with the transfer engine directly where the
+  // transport carries GPU memory (tcp: pinned bounce buffers; local: CUDA IPC device->device)
+  // and stages through a host mirror otherwise (rdma); "direct" / "mirror" force one (A/B).
+  std::string gpu_kv = "auto";
 };
 
 // Deadlines of one daemon (every wait has one).

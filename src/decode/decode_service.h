@@ -1,7 +1,10 @@
 // DecodeService of pd-decode: Reserve (lease over the blocks the prefix cache lacks), Decode
 // (waits for the remote prefill's KvReadyNotice, or prefills locally, then streams tokens from
 // the engine), Cancel, Stats. KV arrives through the transfer engine; its notifications are
-// read by a poller thread and matched to Decode calls by request id.
+// read by a poller thread and matched to Decode calls by request id. A KvReadyNotice reaches
+// GetNotifications() only after every byte of P's writes is in this daemon's KV arena - for a
+// GPU arena registered directly, after the transport's host->device (tcp) or P's
+// device->device (local, CUDA IPC) copy fence - so the blocks are admitted as they are.
 #pragma once
 
 #include <condition_variable>
@@ -53,7 +56,8 @@ class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Arrival> arrived_;
-  // GPU arenas: the reserved blocks P writes (into the host mirror), staged to the GPU on arrival.
+  // GPU arenas staged through a host mirror (Daemon::kv_mirror, rdma or gpu_kv: mirror): the
+  // reserved blocks P writes into the mirror, copied to the GPU on arrival.
   struct Staging {
     LeaseId lease = 0;
     std::vector<int32_t> blocks;

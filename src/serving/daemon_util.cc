@@ -26,6 +26,10 @@ namespace pd::serving {
 Daemon::~Daemon() {
   if (metrics && metrics->server) metrics->server->Stop();
   if (engine) engine->Stop();
+  if (kv_mirror == nullptr) return;
+  transfer.reset();  // registered the mirror: gone before the mirror is unmapped
+  if (kv_mirror_shared) kvtransfer::FreeShareableHostMemory(kv_mirror);
+  else munmap(kv_mirror, runner->kv_arena().bytes);
 }
 
 namespace {
@@ -222,7 +226,46 @@ StatusOr<std::string> ReadTransferSecret(const std::string& path) {
   return s;
 }
 
-Status StartTransfer(Daemon* d) {
+// Registers the runner's KV arena with the transfer engine: host arenas and GPU arenas the
+// transport can carry (GpuKvDirect) as they are, other GPU arenas through a host mirror.
+Status RegisterKvArena(Daemon* d) {
+  const KvArena& a = d->runner->kv_arena();
+  kvtransfer::ArenaSpec spec;
+  spec.base = a.base;
+  spec.bytes = a.bytes;
+  spec.kind = kvtransfer::MemoryKind::kHost;
+  spec.device = 0;
+  if (a.on_gpu) {
+    PD_ASSIGN_OR_RETURN(bool direct,
+                        GpuKvDirect(d->inst.transport.gpu_kv, d->inst.transport.kind));
+    if (direct) {
+      spec.kind = kvtransfer::MemoryKind::kCuda;
+      spec.device = a.gpu_id < 0 ? 0 : a.gpu_id;
+      d->kv_direct = true;
+      PD_LOG_INFO("{}: GPU KV arena ({} MiB, GPU {}) registered with the {} transport directly",
+                  d->inst.name, a.bytes >> 20, spec.device, d->inst.transport.kind);
+    } else {
+      // The local transport maps host arenas of its peer through memfds: shareable memory.
+      void* m = nullptr;
+      if (d->inst.transport.kind == "local") {
+        m = kvtransfer::AllocateShareableHostMemory(a.bytes);
+        d->kv_mirror_shared = m != nullptr;
+      } else {
+        m = mmap(nullptr, a.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) m = nullptr;
+      }
+      if (m == nullptr) return ResourceExhausted("cannot map a host mirror of the GPU KV arena");
+      d->kv_mirror = m;
+      spec.base = m;
+      PD_LOG_INFO("{}: GPU KV arena staged through a {} MiB host mirror ({} transport)",
+                  d->inst.name, a.bytes >> 20, d->inst.transport.kind);
+    }
+  }
+  StatusOr<kvtransfer::ArenaId> id = d->transfer->RegisterArena(spec);
+  return id.ok() ? OkStatus() : id.status().WithContext("register KV arena");
+}
+
+Status StartTransfer(Daemon* d, const DaemonOptions& options) {
   kvtransfer::EngineOptions o;
   if (!d->inst.transport.auth_secret_file.empty()) {
     PD_ASSIGN_OR_RETURN(o.auth_secret, ReadTransferSecret(d->inst.transport.auth_secret_file));
@@ -238,27 +281,26 @@ Status StartTransfer(Daemon* d) {
   o.num_paths = d->inst.transport.paths;
   o.chunk_bytes = static_cast<size_t>(d->inst.transport.chunk_bytes);
   o.default_deadline = std::chrono::milliseconds(d->inst.timeouts.transfer_ms);
+  o.device_copier = options.device_copier;
   d->transfer = std::make_unique<kvtransfer::TransferEngine>(o);
-  const KvArena& a = d->runner->kv_arena();
-  kvtransfer::ArenaSpec spec;
-  spec.base = a.base;
-  spec.bytes = a.bytes;
-  spec.kind = kvtransfer::MemoryKind::kHost;
-  spec.device = 0;
-  if (a.on_gpu) {  // stage through a host mirror (the transports reach host memory only)
-    void* m = mmap(nullptr, a.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return ResourceExhausted("cannot map a host mirror of the GPU KV arena");
-    d->kv_mirror = m;
-    spec.base = m;
-    PD_LOG_INFO("{}: GPU KV arena staged through a {} MiB host mirror", d->inst.name, a.bytes >> 20);
-  }
-  StatusOr<kvtransfer::ArenaId> id = d->transfer->RegisterArena(spec);
-  if (!id.ok()) return id.status().WithContext("register KV arena");
+  PD_RETURN_IF_ERROR(RegisterKvArena(d));
   Status st = d->transfer->Start();
   return st.ok() ? st : st.WithContext("start transfer engine");
 }
 
 }  // namespace
+
+StatusOr<bool> GpuKvDirect(const std::string& gpu_kv, const std::string& transport) {
+  if (gpu_kv == "mirror") return false;
+  if (gpu_kv == "direct" && transport == "rdma") {
+    return InvalidArgument("transport.gpu_kv: direct needs transport tcp or local (rdma refuses "
+                           "GPU arenas: no GPUDirect yet); use auto or mirror");
+  }
+  if (gpu_kv != "direct" && gpu_kv != "auto") {
+    return InvalidArgument("transport.gpu_kv: '" + gpu_kv + "' is not auto | direct | mirror");
+  }
+  return transport != "rdma";
+}
 
 Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
                    bool to_host) {
@@ -310,7 +352,8 @@ StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRol
 }
 
 StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
-                                             std::unique_ptr<ModelRunner> runner) {
+                                             std::unique_ptr<ModelRunner> runner,
+                                             const DaemonOptions& options) {
   auto d = std::make_unique<Daemon>();
   d->inst = inst;
   d->model_name = inst.model_name;
@@ -319,7 +362,7 @@ StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
   d->incarnation |= 1;
   d->compat_hash = d->runner->kv_arena().layout.CompatHash() ^ ModelConfigHash(d->runner->config());
   d->engine = std::make_unique<Engine>(d->runner.get(), MakeEngineOptions(d->inst));
-  Status st = StartTransfer(d.get());
+  Status st = StartTransfer(d.get(), options);
   if (!st.ok()) return st.WithContext(d->inst.name);
   PD_LOG_INFO("{}: {} backend, {} KV blocks of {} tokens, incarnation {:x}, compat {:x}",
               d->inst.name, d->runner->backend_name(), d->runner->kv_arena().layout.num_blocks,

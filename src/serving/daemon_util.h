@@ -13,6 +13,7 @@
 
 #include "common/deploy_config.h"
 #include "common/status.h"
+#include "kvtransfer/device_copier.h"
 #include "kvtransfer/transfer_engine.h"
 #include "model/runner.h"
 #include "serving/engine.h"
@@ -37,11 +38,29 @@ struct Daemon {
   std::string model_name;
   // Host mirror of a GPU KV arena (same size and offsets), registered with the transfer engine
   // in place of GPU memory: prefill copies each layer's blocks GPU -> mirror before posting,
-  // decode copies arrived blocks mirror -> GPU before admitting. nullptr for host arenas.
+  // decode copies arrived blocks mirror -> GPU before admitting. Only where the transport cannot
+  // carry GPU memory (rdma) or `transport.gpu_kv: mirror`; nullptr otherwise (host arenas, and
+  // GPU arenas registered directly: MemoryKind::kCuda, see GpuKvDirect).
   void* kv_mirror = nullptr;
+  bool kv_mirror_shared = false;  // kv_mirror from AllocateShareableHostMemory (local transport)
+  bool kv_direct = false;         // the GPU arena itself is registered with the transfer engine
   // Prometheus metrics (daemon_metrics.h); set by SetupDaemon, nullptr for MakeDaemon alone.
   std::shared_ptr<DaemonMetrics> metrics;
 };
+
+// Test hooks of MakeDaemon.
+struct DaemonOptions {
+  // The transfer engine's DeviceCopier for GPU arenas (null: the CUDA copier of the arena's
+  // device). CI tests pass a kvtransfer::FakeDeviceCopier with a runner whose host "GPU" arena
+  // stands in for device memory.
+  std::shared_ptr<kvtransfer::DeviceCopier> device_copier;
+};
+
+// Whether a GPU KV arena is registered with the transfer engine directly (true) or staged
+// through a host mirror (false), for `transport.gpu_kv` (auto | direct | mirror) and
+// `transport.kind`: auto = direct unless rdma (which refuses GPU arenas); direct over rdma is
+// INVALID_ARGUMENT.
+StatusOr<bool> GpuKvDirect(const std::string& gpu_kv, const std::string& transport);
 
 // Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).
 Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
@@ -64,7 +83,8 @@ StatusOr<std::unique_ptr<Daemon>> SetupDaemon(int argc, char** argv, InstanceRol
 // Builds a daemon around an existing runner: incarnation, compat hash, engine (not started),
 // transfer engine (arena registered, started).
 StatusOr<std::unique_ptr<Daemon>> MakeDaemon(const InstanceConfig& inst,
-                                             std::unique_ptr<ModelRunner> runner);
+                                             std::unique_ptr<ModelRunner> runner,
+                                             const DaemonOptions& options = {});
 
 // RunnerOptions / EngineOptions of an instance.
 RunnerOptions MakeRunnerOptions(const InstanceConfig& inst, const ModelConfig& model);

@@ -143,6 +143,20 @@ TEST(DeployConfig, MetricsPorts) {
   EXPECT_EQ(ErrorOf(clash), "router.metrics_port: 70000 is not a valid port");
 }
 
+TEST(DeployConfig, GpuKvModeDefaultsToAutoAndIsChecked) {
+  auto c = ParseDeployConfig(kBase);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->prefill[0].transport.gpu_kv, "auto");
+  std::string y = kBase;
+  y.replace(y.find("transport: {port: 9300}"), 23, "transport: {port: 9300, gpu_kv: mirror}");
+  c = ParseDeployConfig(y);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->prefill[1].transport.gpu_kv, "mirror");
+  EXPECT_EQ(c->decode[0].transport.gpu_kv, "auto");
+  y.replace(y.find("gpu_kv: mirror"), 14, "gpu_kv: always");
+  EXPECT_EQ(ErrorOf(y), "prefill[0].transport.gpu_kv: 'always' is not auto | direct | mirror");
+}
+
 TEST(DeployConfig, LoadsFileAndShippedConfigs) {
   auto missing = LoadDeployConfig("/nonexistent/x.yaml");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
