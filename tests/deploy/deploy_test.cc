@@ -13,21 +13,14 @@
 #include <vector>
 
 #include "common/deploy_config.h"
+#include "util/run_shell.h"
 
 namespace pd {
 namespace {
 
 const std::string kSrc = PD_SOURCE_DIR;
 
-int RunShell(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using testutil::RunShell;
 
 // The rendered manifests of one kustomization, indexed by "Kind/name".
 struct Rendered {

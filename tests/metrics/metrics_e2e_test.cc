@@ -20,6 +20,7 @@
 #include "health_check.h"
 #include "model/model_config.h"
 #include "tools/grpc_util.h"
+#include "util/run_shell.h"
 
 namespace pd::e2e {
 namespace {
@@ -58,14 +59,9 @@ double V(const Samples& s, const std::string& key) {
 void ExpectPromtoolClean(const std::string& text, const std::string& what) {
   const std::string path = ::testing::TempDir() + "/metrics-" + what + ".txt";
   std::ofstream(path) << text;
-  FILE* p = popen(("promtool check metrics < " + path + " 2>&1").c_str(), "r");
-  ASSERT_NE(p, nullptr);
   std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << what << ": promtool failed:\n" << out;
+  const int rc = testutil::RunShell("promtool check metrics < " + path, &out);
+  EXPECT_EQ(rc, 0) << what << ": promtool failed:\n" << out;
   EXPECT_EQ(out, "") << what << ": promtool reported problems:\n" << out;
 }
 

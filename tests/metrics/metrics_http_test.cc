@@ -12,20 +12,12 @@
 #include <string>
 
 #include "common/pd_metrics.h"
+#include "util/run_shell.h"
 
 namespace pd::metrics {
 namespace {
 
-// Runs `cmd` through the shell; returns its exit status and stores stdout+stderr in `out`.
-int RunShell(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
-  const int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using testutil::RunShell;
 
 // A registry with every standard pdserve metric and some samples in each.
 void Populate(Registry* reg) {
