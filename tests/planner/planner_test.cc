@@ -128,6 +128,43 @@ TEST(Sim, InstancesSharingAGpuSplitIt) {
   EXPECT_NEAR(Simulate(colo, {{0.0, 1000, 1}, {0.0, 1000, 1}}, {}).requests[1].ttft_ms, 110, 1e-9);
 }
 
+// The prefill daemon keeps a prompt's blocks until its KV is delivered (hold_blocks), a host
+// mirror adds D's host -> GPU copy before admission, and D's engine admits a delivered prompt
+// (emitting P's first token) only at its next schedule.
+TEST(Sim, PrefillHoldsBlocksUntilDeliveredAndStagingDelaysAdmission) {
+  SetLogLevel("warn");
+  Deployment d = OneOne(Synthetic(10, 1000, 110));
+  d.link.gbps = 0.08;                   // 0.01 GB/s: 1.024 MB take 102.4 ms
+  d.link.stage_gbps = 8;                // 1 GB/s: 1.024 ms
+  d.prefill.kv_pool_tokens = 63 * 16;   // one 1000-token prompt at a time
+  const SimResult r = Simulate(d, {{0.0, 1000, 2}, {0.0, 1000, 2}}, {});
+  ASSERT_TRUE(r.requests[0].ok && r.requests[1].ok);
+  // #0: prefill 0..110; transfer from 27.5 (first layer), ends max(27.5 + 102.4, 110 + 25.6) =
+  // 135.6; delivered + 0.5 (P frees its blocks), + 1 (hop) = 137.1; staged 1.024 later.
+  EXPECT_NEAR(r.requests[0].ttft_ms, 138.124, 1e-9);
+  // #1 prefills only once #0's blocks are freed at 136.1: 136.1..246.1; transfer from
+  // 246.1 - 82.5 = 163.6, ends max(266.0, 246.1 + 25.6) = 271.7; + 0.5 + 1 + 1.024.
+  EXPECT_NEAR(r.requests[1].ttft_ms, 274.224, 1e-9);
+  // D busy: a local 100-token prompt (20 ms prefill, then 10 ms steps ending at 30, ..., 110,
+  // 120). The remote prompt is delivered at 111.756 and admitted when the step in flight ends.
+  Deployment e = OneOne(Synthetic(10, 1000, 110));
+  const SimResult q = Simulate(e, {{0.0, 100, 100}, {0.0, 1000, 3}}, {});
+  ASSERT_TRUE(q.requests[0].ok && q.requests[1].ok);
+  EXPECT_FALSE(q.requests[0].remote_prefill);
+  EXPECT_NEAR(q.requests[1].ttft_ms, 120, 1e-9);
+}
+
+TEST(Sim, StepOverheadAddsToEveryStep) {
+  SetLogLevel("warn");
+  Deployment colo = OneOne(Synthetic(10, 1000, 110));
+  colo.num_prefill = 0;
+  colo.decode.step_overhead_ms = 2;
+  const SimResult r = Simulate(colo, {{0.0, 1000, 5}}, {});
+  ASSERT_TRUE(r.requests[0].ok);
+  EXPECT_NEAR(r.requests[0].ttft_ms, 112, 1e-9);
+  EXPECT_NEAR(r.requests[0].e2e_ms, 112 + 4 * 12, 1e-9);
+}
+
 std::vector<SimRequest> Mixed(int n, double rate, uint64_t seed) {
   WorkloadSpec w;
   w.input = {100, 3000};

@@ -31,6 +31,7 @@ struct Seq {
   int blocks = 0;         // KV blocks held
   Phase phase = Phase::kWaiting;
   bool remote = false;    // D side of a remote prefill (KV arrives from P)
+  bool kv_ready = false;  // remote: KV delivered (and staged); waits in `waiting` for admission
   int64_t admit_order = 0;
 };
 
@@ -55,9 +56,10 @@ struct Instance {
   std::vector<std::pair<Seq*, int>> batch;  // (seq, new tokens; 0 = decode token)
   double bw_bytes_per_ms = 0;
   Link link;
+  Link stage;  // D: host -> GPU staging copies of arrived KV (host mirror), FIFO
 };
 
-enum class Ev { kArrival, kStepDone, kKvArrived, kPoll };
+enum class Ev { kArrival, kStepDone, kKvArrived, kStaged, kPRelease, kPoll };
 
 struct Event {
   double t;
@@ -108,11 +110,19 @@ class Sim {
           StepDone(*all_[e.a]);
           break;
         case Ev::kKvArrived: KvArrived(e.a); break;
+        case Ev::kStaged: Staged(e.a); break;
+        case Ev::kPRelease: PRelease(e.a); break;
         case Ev::kPoll:
           Poll();
-          if (pending_ > 0 || arrived_ < reqs_.size()) Push(now_ + d_.poll_interval_ms, Ev::kPoll, 0);
+          // Only polls left: nothing can make progress any more (stop instead of spinning).
+          if ((pending_ > 0 || arrived_ < reqs_.size()) && !q_.empty()) {
+            Push(now_ + d_.poll_interval_ms, Ev::kPoll, 0);
+          }
           break;
       }
+    }
+    for (RequestOutcome& o : out_.requests) {
+      if (!o.ok && o.reject_reason.empty()) o.reject_reason = "stalled: no event could progress";
     }
     return std::move(out_);
   }
@@ -246,6 +256,7 @@ class Sim {
     s->req = r;
     s->prompt = reqs_[r].input;
     s->target = 1;
+    pseq_[r] = s.get();
     P.waiting.push_back(s.get());
     seqs_.push_back(std::move(s));
     MaybeStep(P);
@@ -297,11 +308,24 @@ class Sim {
       chunks.push_back({n, s->computed});
       budget -= n;
     }
+    bool admitted_ready = false;
     while (!in.waiting.empty() && budget > 0 &&
            static_cast<int>(in.batch.size()) < in.ep.max_seqs &&
            static_cast<int>(in.running.size()) < in.ep.max_seqs) {
       Seq* s = in.waiting.front();
-      if (!Grow(in, s, s->prompt)) break;
+      if (s->kv_ready) {  // Engine: admitted with P's first token, first decode step next time
+        in.waiting.pop_front();
+        AdmitReady(in, s);
+        admitted_ready = true;
+        continue;
+      }
+      if (!Grow(in, s, s->prompt)) {
+        // The engine's queue is strictly FIFO; here delivered remote prefills (their blocks are
+        // reserved) may pass a local prompt that waits for blocks, so that a pool full of
+        // reservations cannot stall the simulation (see docs/planning.md).
+        admitted_ready |= AdmitReadyBehind(in);
+        break;
+      }
       in.waiting.pop_front();
       s->phase = Phase::kRunning;
       s->admit_order = next_admit_++;
@@ -311,8 +335,11 @@ class Sim {
       chunks.push_back({n, s->computed});
       budget -= n;
     }
-    if (in.batch.empty()) return;
-    const double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks);
+    if (in.batch.empty()) {
+      if (admitted_ready) MaybeStep(in);  // the engine schedules again at once
+      return;
+    }
+    const double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks) + in.ep.step_overhead_ms;
     ++out_.steps;
     in.step_start = now_;
     if (d_.shared_gpu) {
@@ -381,17 +408,18 @@ class Sim {
   }
 
   void Finish(Instance& in, Seq* s) {
-    Free(in, s);
     in.running.erase(std::find(in.running.begin(), in.running.end(), s));
     s->phase = Phase::kDone;
     const int r = s->req;
     if (in.is_prefill) {
-      // P's blocks are held until the transfer is done; approximated as freed now and the
-      // transfer's end charged to the request.
-      ppool_->AddInflight(src_[r], -1);
-      Push(std::max(now_, kv_done_[r]) + d_.link.latency_ms + d_.rpc_ms, Ev::kKvArrived, r);
+      // hold_blocks: P frees the prompt's blocks when its KV is delivered (Release after the
+      // final notice), so a full P pool stalls further prefills until transfers end.
+      const double delivered = std::max(now_, kv_done_[r]) + d_.link.latency_ms;
+      Push(delivered, Ev::kPRelease, r);
+      Push(delivered + d_.rpc_ms, Ev::kKvArrived, r);
       return;
     }
+    Free(in, s);
     RequestOutcome& o = out_.requests[r];
     o.ok = true;
     o.e2e_ms = now_ - reqs_[r].arrival_s * 1e3;
@@ -400,23 +428,60 @@ class Sim {
     TryReserve(in);
   }
 
+  void PRelease(int r) {
+    Instance& P = *pinst_[src_[r]];
+    Free(P, pseq_[r]);
+    ppool_->AddInflight(src_[r], -1);
+    MaybeStep(P);
+  }
+
+  // D has P's notice: with a host mirror it stages the prompt's KV to the GPU (FIFO), then
+  // submits the sequence.
   void KvArrived(int r) {
     Instance& D = *dinst_[dest_[r]];
+    if (d_.link.stage_gbps <= 0) return Staged(r);
+    const double bytes = static_cast<double>(reqs_[r].input) * d_.decode_profile.kv_bytes_per_token;
+    const double start = std::max(now_, D.stage.free_at);
+    D.stage.free_at = start + bytes / (d_.link.stage_gbps * 1e9 / 8 / 1e3);
+    D.stage.busy += D.stage.free_at - start;
+    Push(D.stage.free_at, Ev::kStaged, r);
+  }
+
+  void Staged(int r) {
+    Instance& D = *dinst_[dest_[r]];
     Seq* s = dseq_[r];
+    s->kv_ready = true;
+    D.waiting.push_back(s);
+    MaybeStep(D);
+  }
+
+  // Admits the delivered remote prefills queued behind a blocked head of `waiting`.
+  bool AdmitReadyBehind(Instance& in) {
+    bool any = false;
+    for (auto it = in.waiting.begin(); it != in.waiting.end();) {
+      if (!(*it)->kv_ready || static_cast<int>(in.running.size()) >= in.ep.max_seqs) {
+        ++it;
+        continue;
+      }
+      Seq* s = *it;
+      it = in.waiting.erase(it);
+      AdmitReady(in, s);
+      any = true;
+    }
+    return any;
+  }
+
+  // Engine admission of a remote prefill: P's first token is emitted now.
+  void AdmitReady(Instance& D, Seq* s) {
+    const int r = s->req;
     out_.requests[r].ttft_ms = now_ - reqs_[r].arrival_s * 1e3;
+    s->kv_ready = false;
     s->computed = s->prompt;
     s->generated = 1;
-    if (s->generated >= s->target) {
-      s->phase = Phase::kRunning;
-      D.running.push_back(s);
-      Finish(D, s);
-      MaybeStep(D);
-      return;
-    }
     s->phase = Phase::kRunning;
     s->admit_order = next_admit_++;
     D.running.push_back(s);
-    MaybeStep(D);
+    if (s->generated >= s->target) Finish(D, s);
   }
 
   const Deployment& d_;
@@ -429,7 +494,7 @@ class Sim {
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> q_;
   std::vector<std::unique_ptr<Seq>> seqs_;
   std::unordered_map<int, int> dest_, src_;
-  std::unordered_map<int, Seq*> dseq_;
+  std::unordered_map<int, Seq*> dseq_, pseq_;
   std::unordered_map<int, double> kv_done_;
   SimResult out_;
   double now_ = 0;

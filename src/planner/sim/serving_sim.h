@@ -12,7 +12,10 @@
 //   Step time = CostModel::StepMs of the batch.
 // * Remote prefill: D reserves the prompt's blocks first (FIFO when the pool is full), P prefills
 //   (max_tokens = 1), its KV moves layer-wise over P's egress and D's ingress link (FIFO each,
-//   bandwidth x efficiency, + latency), then D admits the sequence with its first token.
+//   bandwidth x efficiency, + latency); P keeps the prompt's blocks until its KV is delivered
+//   (hold_blocks, Release after the notice); with a host mirror (stage_gbps > 0) D copies the
+//   prompt's KV host -> GPU (FIFO per instance) before it submits the sequence; D's engine
+//   admits it at its next schedule (after the step in flight) and emits the first token then.
 // * Instances sharing one GPU (shared_gpu) time-slice it (processor sharing): while k of them
 //   run a step, each progresses at 1 / (1 + share_penalty * (k - 1)) of its solo speed.
 // Deterministic: same inputs -> identical outputs (no clocks, no threads, ordered event ties).
@@ -34,12 +37,20 @@ struct EngineParams {
   int prefill_chunk_tokens = 8192;
   int block_size = 16;
   int64_t kv_pool_tokens = 0;  // 0: the profile's kv_pool_tokens
+  // Host time of every engine step on top of the profile's forward time (scheduling, sampling,
+  // streaming: the profile times bare forwards).
+  double step_overhead_ms = 0;
 };
 
 struct LinkParams {
   double gbps = 100;        // per GPU, each direction (an instance of tp GPUs has tp x this)
   double efficiency = 1.0;  // fraction of line rate a transfer gets (congestion, protocol)
   double latency_ms = 0.05;
+  // Host staging of GPU KV (the daemons' host mirror when the transport cannot reach GPU memory):
+  // D copies each arrived prompt's KV host -> GPU at this rate, Gbit/s, before admitting it
+  // (P's GPU -> host copies run layer by layer inside the forward and are not charged).
+  // 0 = no staging (KV lands in GPU memory directly).
+  double stage_gbps = 0;
 };
 
 struct Deployment {
