@@ -9,9 +9,12 @@
 //   prefill:    one prompt of 1k/4k/16k/32k tokens through Forward;
 //   gemv:       the decode GEMV vs cuBLAS at batch 1 and 4 on the 8B layer shapes.
 // Every number is the median of repeated runs after warm-up.
-// Usage: cuda_bench [quick] [nogemv] [noattn] [nodecode] [noprefill]
+// Usage: cuda_bench [quick] [nogemv] [noattn] [nodecode] [noprefill] [prefillattn] [profileb1]
+// (prefillattn: prefill attention alone at 8k/16k/32k, wgmma and mma.sync kernels;
+//  PD_CUDA_PREFILL_ATTN=mma runs the runner's prefill on the mma.sync kernel.)
 // (PD_CUDA_GEMV=0 / PD_CUDA_DECODE_ATTN=simt switch the runner back to cuBLAS / the old kernel.)
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -200,6 +203,27 @@ void BenchDecode(pd::ModelRunner* r, const Ceilings& c, bool quick) {
   }
 }
 
+// One graph-replayed decode step (batch 1, ctx 1k) between cudaProfilerStart/Stop, after warm-up
+// (eager + capture): for `ncu --profile-from-start off` per-kernel times.
+void ProfileDecodeB1(pd::ModelRunner* r) {
+  const int pool = r->kv_arena().layout.num_blocks, bs = r->kv_arena().layout.block_size;
+  int cursor = 0;
+  pd::ForwardBatch b = MakeBatch(1, 1024, 1, bs, pool, &cursor);
+  pd::ForwardResult res;
+  for (int i = 0; i < 4; ++i) {
+    if (i == 3) CHECK_CUDA(cudaProfilerStart());
+    pd::Status st = r->Forward(b, &res);
+    if (i == 3) CHECK_CUDA(cudaProfilerStop());
+    if (!st.ok()) {
+      std::printf("decode failed: %s\n", st.ToString().c_str());
+      return;
+    }
+    b.seqs[0].num_cached += 1;
+    b.token_ids[0] = res.tokens[0];
+  }
+  std::printf("profile  decode batch 1 ctx 1024: one step between cudaProfilerStart/Stop\n");
+}
+
 void BenchPrefill(pd::ModelRunner* r, const Ceilings& c, bool quick) {
   const pd::ModelConfig& cfg = r->config();
   const int pool = r->kv_arena().layout.num_blocks, bs = r->kv_arena().layout.block_size;
@@ -347,26 +371,25 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     CHECK_CUDA(cudaMalloc(&ws, pd::cuda::AttnWorkspaceFloats(batch, nh, D, 256) * 4));
     pd::cuda::AttnArgs a{q, out, nh, nkv, D, batch, batch, 0, 0, 1.f / std::sqrt(128.f),
                          pd::cuda::KvGeom{kv, blocks, bs, nkv, D}};
-    // Tiled kernel variants (0 = default for D128: 64 keys x 2 stages; 1 = 32 x 4; 2 = 64 x 3),
-    // then the CUDA-core kernel (-1).
+    // Tiled kernel variants (CUDA-core 0 = 64 keys x 2 stages, 1 = 32 x 4, 2 = 64 x 3; tensor-core
+    // 3 = 64 x 2 (default), 4 = 64 x 3, 5 = 128 x 2), then the CUDA-core kernel.
     for (int variant = 0; variant <= pd::cuda::NumTiledDecodeVariants(); ++variant) {
       const bool tiled = variant < pd::cuda::NumTiledDecodeVariants();
       pd::cuda::SetTiledDecodeAttention(tiled);
       if (tiled) pd::cuda::SetTiledDecodeVariant(variant);
       const int auto_splits = pd::cuda::ChooseDecodeSplits(batch, nh, nkv, D, ctx, sms);
       std::vector<int> all{auto_splits, 2 * auto_splits, auto_splits > 1 ? auto_splits / 2 : 4};
-      if (quick || variant > 0) all.resize(1);
+      if (quick || variant != pd::cuda::DefaultTiledDecodeVariant()) all.resize(1);
       for (int splits : all) {
         const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, splits, ws, nullptr); }, 5, 50);
         const double bytes = double(kv_elems) * 2;
-        const char* names[] = {"tiled64x2", "tiled32x4", "tiled64x3", "simt     "};
         std::printf("attn     decode %s batch %3d ctx %5d (GQA 32/8, D128, %2d splits%s): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
-                    names[variant], batch, ctx, splits, splits == auto_splits ? ", auto" : "",
+                    pd::cuda::TiledDecodeVariantName(variant), batch, ctx, splits, splits == auto_splits ? ", auto" : "",
                     ms * 1e3, bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
       }
     }
     pd::cuda::SetTiledDecodeAttention(true);
-    pd::cuda::SetTiledDecodeVariant(0);
+    pd::cuda::SetTiledDecodeVariant(pd::cuda::DefaultTiledDecodeVariant());
     cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(ws);
     cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));
@@ -408,6 +431,10 @@ int main(int argc, char** argv) {
   if (!r.ok()) {
     std::printf("runner: %s\n", r.status().ToString().c_str());
     return 1;
+  }
+  if (has("profileb1")) {
+    ProfileDecodeB1(r.value().get());
+    return 0;
   }
   if (!has("nodecode")) BenchDecode(r.value().get(), c, quick);
   if (!has("noprefill")) BenchPrefill(r.value().get(), c, quick);

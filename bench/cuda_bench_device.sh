@@ -4,48 +4,95 @@
 #     builds cuda_kernels_test, cuda_runner_test, cuda_bench in build-cuda (Release,
 #     PD_WITH_CUDA=ON) and strips them into .dev/cuda/bin (.dev/cuda/lib already holds the
 #     spdlog/fmt/OpenBLAS .so files the GPU machine lacks; .dev is git-ignored).
-#   GPU machine (run tool, carry [".dev/cuda"]):  bash bench/cuda_bench_device.sh run
-#     1. gpu tests: every kernel vs its CPU twin (incl. tiled decode attention and the GEMV) and
-#        whole-model golden parity;
-#     2. cuda_bench noprefill: ceilings, GEMV vs cuBLAS, decode attention (tiled and old kernel),
-#        decode steps b1..b256 at 1k/4k (prefill paths are unchanged by this work);
-#     3. A/B: the decode steps again with the old paths (PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt);
-#     4. compute-sanitizer memcheck (tiled attention + GEMV tests) and racecheck (tiled attention).
-#   Logs under $OUT. Wall time about 6-7 minutes on an H100 (each step has its own timeout; the
-#   total stays under the device tool's 600 s per call).
+#   GPU machine (run tool, carry [".dev/cuda"]):  bash bench/cuda_bench_device.sh run [steps...]
+#   (with PD_CUDA_DEV=<dir> on both sides, carry [<dir>] instead)
+#   steps (default: tests bench ab sanitize):
+#     tests     gpu tests: every kernel vs its CPU twin (incl. the decode attention kernels and the
+#               GEMV) and whole-model golden parity;
+#     bench     cuda_bench noprefill: ceilings, GEMV vs cuBLAS, decode attention (every variant),
+#               decode steps b1..b256 at 1k/4k;
+#     ab        the decode steps again with the previous paths (PD_CUDA_DECODE_ATTN=tiled, and
+#               PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt);
+#     sanitize  compute-sanitizer memcheck (decode attention + GEMV tests) and racecheck (decode
+#               attention);
+#     profile   ncu per-kernel times of one graph-replayed decode step, batch 1 ctx 1k.
+#   Logs under $OUT. Each step has its own timeout; the total stays under the device tool's 600 s
+#   per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
+# PD_CUDA_DEV (default .dev/cuda) names the carried folder: parallel sessions pack their own.
+DEV=${PD_CUDA_DEV:-.dev/cuda}
+BUILD=${PD_CUDA_BUILD:-build-cuda}
 if [ "$mode" = pack ]; then
-  cmake --build build-cuda -j2 --target cuda_kernels_test cuda_runner_test cuda_bf16_reference_test cuda_bench || exit 1
-  mkdir -p .dev/cuda/bin
-  strip -o .dev/cuda/bin/cuda_kernels_test build-cuda/tests/model_cuda/cuda_kernels_test
-  strip -o .dev/cuda/bin/cuda_runner_test build-cuda/tests/model_cuda/cuda_runner_test
-  strip -o .dev/cuda/bin/cuda_bf16_reference_test build-cuda/tests/model_cuda/cuda_bf16_reference_test
-  strip -o .dev/cuda/bin/cuda_bench build-cuda/bench/cuda_bench
-  ls -la .dev/cuda/bin .dev/cuda/lib
+  cmake --build $BUILD -j2 --target cuda_kernels_test cuda_runner_test cuda_bf16_reference_test cuda_bench || exit 1
+  mkdir -p $DEV/bin
+  [ -d $DEV/lib ] || cp -r .dev/cuda/lib $DEV/lib
+  strip -o $DEV/bin/cuda_kernels_test $BUILD/tests/model_cuda/cuda_kernels_test
+  strip -o $DEV/bin/cuda_runner_test $BUILD/tests/model_cuda/cuda_runner_test
+  strip -o $DEV/bin/cuda_bf16_reference_test $BUILD/tests/model_cuda/cuda_bf16_reference_test
+  strip -o $DEV/bin/cuda_bench $BUILD/bench/cuda_bench
+  ls -la $DEV/bin $DEV/lib
   exit 0
 fi
 OUT=${OUT:-/tmp/pd-out}
 mkdir -p "$OUT"
-BIN=.dev/cuda/bin
+BIN=$DEV/bin
 export PD_TEST_DATA_DIR=$PWD/tests/data
-export LD_LIBRARY_PATH=$PWD/.dev/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$PWD/$DEV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+shift || true
+steps=${*:-tests bench ab sanitize}
+has() { [[ " $steps " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
 rc=0
-for t in cuda_kernels_test cuda_runner_test cuda_bf16_reference_test; do
-  timeout 150 $BIN/$t > "$OUT/$t.log" 2>&1 || rc=1
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) |\[  FAILED|Failure|\[golden|\[cpu-vs|\[bf16-ref|Expected|Which is|error" \
-    "$OUT/$t.log" | head -40
-done
-echo "gpu tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
-timeout 300 $BIN/cuda_bench noprefill 2>&1 | tee "$OUT/bench.log"
-PD_CUDA_GEMV=0 PD_CUDA_DECODE_ATTN=simt timeout 120 $BIN/cuda_bench quick nogemv noattn noprefill \
-  2>&1 | sed 's/^/old-paths /' | tee "$OUT/bench_old_paths.log"
-CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-timeout 90 $CS --tool memcheck --leak-check no --error-exitcode 3 $BIN/cuda_kernels_test \
-  --gtest_filter='*TiledDecode*:*Gemv*' > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?"
-timeout 90 $CS --tool racecheck --error-exitcode 3 $BIN/cuda_kernels_test \
-  --gtest_filter='*TiledDecode*' > "$OUT/racecheck.log" 2>&1; echo "racecheck rc=$?"
-tail -2 "$OUT/memcheck.log" "$OUT/racecheck.log"
+if has tests; then
+  for t in cuda_kernels_test cuda_runner_test; do
+    timeout 150 $BIN/$t > "$OUT/$t.log" 2>&1 || rc=1
+    grep -E "^\[  (PASSED|FAILED|SKIPPED) |\[  FAILED|Failure|\[golden|\[cpu-vs|\[bf16-ref|Expected|Which is|error" \
+      "$OUT/$t.log" | head -40
+  done
+  echo "gpu tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
+fi
+echo "[t=${SECONDS}s]"
+if has bench; then
+  timeout 300 $BIN/cuda_bench nogemv noprefill 2>&1 | tee "$OUT/bench.log"
+fi
+echo "[t=${SECONDS}s]"
+if has ab; then  # round-2 paths (CUDA-core tiled attention, no PDL, no fusion), then PDL off alone
+  PD_CUDA_DECODE_ATTN=tiled PD_CUDA_PDL=0 PD_CUDA_FUSE=0 timeout 120 $BIN/cuda_bench nogemv noattn noprefill 2>&1 \
+    | sed 's/^/round2-paths /' | grep decode | tee "$OUT/bench_round2.log"
+  PD_CUDA_PDL=0 timeout 60 $BIN/cuda_bench quick nogemv noattn noprefill 2>&1 \
+    | sed 's/^/no-pdl /' | grep decode | tee "$OUT/bench_nopdl.log"
+  PD_CUDA_GEMV_PREFETCH=0 timeout 60 $BIN/cuda_bench quick nogemv noattn noprefill 2>&1 \
+    | sed 's/^/no-l2-prefetch /' | grep decode | tee "$OUT/bench_nopf.log"
+fi
+echo "[t=${SECONDS}s]"
+if has sanitize; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout 120 $CS --tool memcheck --leak-check no --error-exitcode 3 $BIN/cuda_kernels_test \
+    --gtest_filter='*MmaDecode*:*GemvSwiglu*:*Programmatic*:*AddRmsNormShapes*' > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?"
+  timeout 120 $CS --tool racecheck --error-exitcode 3 $BIN/cuda_kernels_test \
+    --gtest_filter='*MmaDecode*:*GemvSwiglu*:*AddRmsNormShapes*' > "$OUT/racecheck.log" 2>&1; echo "racecheck rc=$?"
+  tail -2 "$OUT/memcheck.log" "$OUT/racecheck.log"
+fi
+echo "[t=${SECONDS}s]"
+if has profile; then
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  timeout 90 $NCU --profile-from-start off --cache-control none --clock-control none \
+    --launch-count 120 --metrics gpu__time_duration.sum --csv $BIN/cuda_bench nogemv noattn profileb1 \
+    > "$OUT/ncu_b1.csv" 2> "$OUT/ncu_b1.err"; echo "ncu rc=$?"
+  python3 - "$OUT/ncu_b1.csv" <<'PY' | tee "$OUT/ncu_b1_summary.txt"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows[1:]:
+    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v * (1000 if r[ui] == "msecond" else 1)
+    k = r[ki].split("(")[0][:90]; tot[k] += v; cnt[k] += 1
+print("ncu kernels %d, sum %.1f us" % (sum(cnt.values()), sum(tot.values())))
+for k, v in sorted(tot.items(), key=lambda x: -x[1]):
+    print("ncu %9.1f us %4d x %7.2f us  %s" % (v, cnt[k], v / cnt[k], k))
+PY
+fi
+echo "[t=${SECONDS}s]"
 exit $rc

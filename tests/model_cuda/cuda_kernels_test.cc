@@ -338,7 +338,7 @@ TEST(CudaKernels, TiledDecodeAttentionMatchesCpu) {
   PD_REQUIRE_GPU();
   ASSERT_TRUE(TiledDecodeAttentionUsed(128));
   ASSERT_FALSE(TiledDecodeAttentionUsed(64));
-  ASSERT_EQ(NumTiledDecodeVariants(), 3);
+  ASSERT_EQ(NumTiledDecodeVariants(), 6);
   for (int variant : {0, 1, 2, -1}) {  // -1: the CUDA-core kernel
     const bool tiled = variant >= 0;
     SetTiledDecodeAttention(tiled);
@@ -353,15 +353,174 @@ TEST(CudaKernels, TiledDecodeAttentionMatchesCpu) {
     AttnCase(128, 8, 1, {2000}, {1}, 0, false, 1);             // MQA, one split of 32 tiles
   }
   SetTiledDecodeAttention(true);
-  SetTiledDecodeVariant(0);
+  SetTiledDecodeVariant(DefaultTiledDecodeVariant());
   // Split choice: one wave for small batches, 1..4 splits once the batch fills the GPU.
   const int s1 = ChooseDecodeSplits(1, 32, 8, 128, 131072, 132);
   EXPECT_GE(s1, 8);
   EXPECT_LE(s1, 64);
+  EXPECT_EQ(ChooseDecodeSplits(1, 32, 8, 128, 200, 132), 4);  // >= 64 keys per split (mma)
+  SetTiledDecodeVariant(0);
   EXPECT_EQ(ChooseDecodeSplits(1, 32, 8, 128, 200, 132), 1);  // >= 256 keys per split
+  SetTiledDecodeVariant(DefaultTiledDecodeVariant());
   const int s64 = ChooseDecodeSplits(64, 32, 8, 128, 4096, 132);
   EXPECT_GE(s64, 1);
   EXPECT_LE(s64, 4);
+}
+
+// Add + RMSNorm in both launch shapes (<= 8 rows: 1024 threads per row, else 256) with hidden
+// sizes below and above what the registers hold (4 values per thread), with and without delta.
+TEST(CudaKernels, AddRmsNormShapesMatchCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  for (int rows : {1, 3, 12}) {
+    for (int H : {700, 5000, 8200}) {
+      for (bool with_delta : {true, false}) {
+        auto res = RandF(size_t(rows) * H, rng), bias = RandF(H, rng, 0, 0.1f);
+        auto w = RandF(H, rng, 1, 0.2f);
+        auto delta = RandBf(size_t(rows) * H, rng);
+        DevBuf<float> d_res(res), d_bias(bias), d_w(w);
+        DevBuf<uint16_t> d_delta(delta), d_out(size_t(rows) * H);
+        LaunchAddRmsNorm(d_res.p, with_delta ? d_delta.p : nullptr, with_delta ? d_bias.p : nullptr,
+                         d_w.p, 1e-5f, rows, H, d_out.p, nullptr, nullptr);
+        CK(cudaDeviceSynchronize());
+        CK(cudaGetLastError());
+        std::vector<float> ref_res(res.size()), ref_out(res.size());
+        for (int r = 0; r < rows; ++r) {
+          double ss = 0;
+          for (int i = 0; i < H; ++i) {
+            const size_t e = size_t(r) * H + i;
+            ref_res[e] = with_delta ? res[e] + Bf16ToF32(delta[e]) + bias[i] : res[e];
+            ss += double(ref_res[e]) * ref_res[e];
+          }
+          const double inv = 1.0 / std::sqrt(ss / H + 1e-5);
+          for (int i = 0; i < H; ++i) {
+            ref_out[size_t(r) * H + i] = float(ref_res[size_t(r) * H + i] * inv * w[i]);
+          }
+        }
+        EXPECT_LT(RelErr(d_res.Get(), ref_res), 1e-6) << rows << " rows, H " << H;
+        EXPECT_LT(RelErr(ToF(d_out.Get()), ref_out), 5e-3) << rows << " rows, H " << H;
+      }
+    }
+  }
+}
+
+// The tensor-core decode kernels (variants 3..5; 3 is the default): partial tiles and warp slices
+// without a valid key, many splits (some empty), GQA groups of 4, 8 and 12 (two head chunks),
+// MHA with a sliding window, prefill rows, sequences of different lengths in one batch.
+TEST(CudaKernels, MmaDecodeAttentionMatchesCpu) {
+  PD_REQUIRE_GPU();
+  EXPECT_EQ(TiledDecodeVariant(), DefaultTiledDecodeVariant());
+  for (int variant = DefaultTiledDecodeVariant(); variant < NumTiledDecodeVariants(); ++variant) {
+    SetTiledDecodeVariant(variant);
+    SCOPED_TRACE(TiledDecodeVariantName(variant));
+    for (int splits : {1, 3, 16}) {
+      AttnCase(128, 32, 8, {4095, 0, 17, 127, 128, 1500}, {1, 1, 1, 1, 1, 1}, 0, false, splits);
+    }
+    AttnCase(128, 64, 8, {3000, 40}, {1, 1}, 0, false, 5);   // group 8: all eight MMA rows
+    AttnCase(128, 12, 1, {700, 33}, {1, 40}, 0, false, 2);   // group 12, prefill rows
+    AttnCase(128, 4, 4, {900, 10}, {1, 1}, 300, false, 3);   // MHA, sliding window
+  }
+  SetTiledDecodeVariant(DefaultTiledDecodeVariant());
+}
+
+// The gate/up GEMV with SwiGLU in its epilogue == LaunchGemv of the fused weight followed by
+// LaunchSwiglu (bitwise: the same fp32 sums and roundings), and == the double-precision
+// reference within bf16 rounding; 1-4 rows, with and without bias; inter % 4 != 0 is refused.
+TEST(CudaKernels, GemvSwigluMatchesCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  const int in = 1032, inter = 236;
+  for (int rows : {1, 2, 3, 4}) {
+    for (bool with_bias : {false, true}) {
+      auto x = RandBf(size_t(rows) * in, rng), w = RandBf(size_t(2 * inter) * in, rng, 0.05f);
+      auto bias = RandF(2 * inter, rng, 0.f, 0.3f);
+      DevBuf<uint16_t> d_x(x), d_w(w), d_gu(size_t(rows) * 2 * inter), d_ref(size_t(rows) * inter),
+          d_act(size_t(rows) * inter);
+      DevBuf<float> d_b(bias);
+      const float* b = with_bias ? d_b.p : nullptr;
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, 2 * inter, d_gu.p, false, nullptr));
+      LaunchSwiglu(d_gu.p, b, rows, inter, d_ref.p, nullptr);
+      ASSERT_TRUE(LaunchGemvSwiglu(d_x.p, rows, in, d_w.p, inter, b, d_act.p, nullptr));
+      CK(cudaDeviceSynchronize());
+      CK(cudaGetLastError());
+      const auto got = d_act.Get();
+      EXPECT_EQ(got, d_ref.Get()) << rows << " rows, bias " << with_bias;
+      std::vector<float> ref(size_t(rows) * inter);
+      for (int r = 0; r < rows; ++r) {
+        for (int i = 0; i < inter; ++i) {
+          double g = 0, u = 0;
+          for (int k = 0; k < in; ++k) {
+            const double xv = Bf16ToF32(x[size_t(r) * in + k]);
+            g += xv * Bf16ToF32(w[size_t(i) * in + k]);
+            u += xv * Bf16ToF32(w[size_t(inter + i) * in + k]);
+          }
+          if (with_bias) {
+            g += bias[i];
+            u += bias[inter + i];
+          }
+          ref[size_t(r) * inter + i] = float(g / (1 + std::exp(-g)) * u);
+        }
+      }
+      EXPECT_LT(RelErr(ToF(got), ref), 1e-2) << rows << " rows, bias " << with_bias;
+    }
+  }
+  DevBuf<uint16_t> d_x(1032), d_w(2 * 6 * 1032), d_y(6);
+  EXPECT_FALSE(LaunchGemvSwiglu(d_x.p, 1, 1032, d_w.p, 6, nullptr, d_y.p, nullptr));
+}
+
+// Programmatic dependent launch: a chain of dependent kernels (norm -> GEMV -> SwiGLU -> GEMV ->
+// add + norm, 16 times) on one stream, eagerly and as a replayed graph, gives bitwise the result
+// of the same chain launched without it (a kernel reading its input before the producer finished
+// would differ).
+TEST(CudaKernels, ProgrammaticLaunchChainMatchesSerial) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(91);
+  const int H = 2048, I = 4096;
+  auto wgu = RandBf(size_t(2 * I) * H, rng, 0.03f), wd = RandBf(size_t(H) * I, rng, 0.03f);
+  auto res0 = RandF(H, rng), nw = RandF(H, rng, 1.f, 0.1f);
+  DevBuf<uint16_t> d_wgu(wgu), d_wd(wd), d_h(H), d_gu(2 * I), d_act(I), d_proj(H);
+  DevBuf<float> d_nw(nw), d_res(H);
+  cudaStream_t st = nullptr;
+  CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  auto chain = [&] {
+    LaunchAddRmsNorm(d_res.p, nullptr, nullptr, d_nw.p, 1e-5f, 1, H, d_h.p, nullptr, st);
+    for (int l = 0; l < 16; ++l) {
+      ASSERT_TRUE(LaunchGemv(d_h.p, 1, H, d_wgu.p, 2 * I, d_gu.p, false, st));
+      LaunchSwiglu(d_gu.p, nullptr, 1, I, d_act.p, st);
+      ASSERT_TRUE(LaunchGemv(d_act.p, 1, I, d_wd.p, H, d_proj.p, false, st));
+      LaunchAddRmsNorm(d_res.p, d_proj.p, nullptr, d_nw.p, 1e-5f, 1, H, d_h.p, nullptr, st);
+    }
+  };
+  std::vector<float> out[3];
+  for (int mode : {0, 1, 2}) {  // serial, PDL eager, PDL in a graph (second replay)
+    SetProgrammaticLaunch(mode > 0);
+    if (mode < 2) {
+      d_res.Put(res0);
+      chain();
+    } else {
+      cudaGraph_t g = nullptr;
+      cudaGraphExec_t ge = nullptr;
+      CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+      chain();
+      CK(cudaStreamEndCapture(st, &g));
+      CK(cudaGraphInstantiate(&ge, g, 0));
+      for (int rep = 0; rep < 2; ++rep) {
+        d_res.Put(res0);
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaStreamSynchronize(st));
+      }
+      cudaGraphExecDestroy(ge);
+      cudaGraphDestroy(g);
+    }
+    CK(cudaStreamSynchronize(st));
+    CK(cudaGetLastError());
+    out[mode] = d_res.Get();
+  }
+  SetProgrammaticLaunch(true);
+  cudaStreamDestroy(st);
+  for (float v : out[0]) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_EQ(out[0], out[1]);
+  EXPECT_EQ(out[0], out[2]);
 }
 
 // The decode GEMV against a double-precision reference: 1-4 rows (3 = a 2-row and a 1-row

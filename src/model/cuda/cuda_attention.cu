@@ -3,6 +3,7 @@
 //    all heads of a GQA group in one CTA (each K/V row is read once per group), any head dim
 //    in {16, 32, 64, 128, 256}; partial (m, l, o) per split, merged by CombineKernel.
 //  * DecodeAttnTiledKernel: head dim 128, K/V tiles streamed into shared memory with cp.async.
+//  * tensor-core decode kernels (cuda_decode_mma.cu): head dim 128, the default.
 // Prefill attention lives in cuda_prefill_attention.cu.
 #include <cuda_bf16.h>
 
@@ -11,7 +12,9 @@
 #include <cstdio>
 
 #include "model/cuda/cuda_attn_common.cuh"
+#include "model/cuda/cuda_decode_mma.h"
 #include "model/cuda/cuda_kernels.h"
+#include "model/cuda/cuda_pdl.cuh"
 
 namespace pd::cuda {
 namespace {
@@ -22,6 +25,8 @@ constexpr int kMaxG = 8;  // query heads per CTA in the decode kernel
 template <int D>
 __global__ void __launch_bounds__(128) DecodeAttnKernel(AttnArgs a, BatchMeta m, int splits,
                                                         float* ws) {
+  PdlTrigger();
+  PdlWait();
   constexpr int kVec = D >= 256 ? 8 : 4;
   constexpr int kLpk = D / kVec;       // lanes per key
   constexpr int kKpw = 32 / kLpk;      // keys per warp step
@@ -164,6 +169,8 @@ __global__ void __launch_bounds__(128) DecodeAttnKernel(AttnArgs a, BatchMeta m,
 }
 
 __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* ws) {
+  PdlTrigger();
+  PdlWait();
   const int r = blockIdx.x, h = blockIdx.y, D = a.head_dim;
   if (r >= *m.num_valid_rows) return;
   const float* base = ws + (int64_t(r) * a.num_heads + h) * splits * (D + 2);
@@ -191,7 +198,9 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
 // so the slices' broadcasts hit different banks). Softmax and PV: warp w owns heads w and w + 4,
 // all 128 dims (4 per lane), so only the score exchange needs a CTA barrier.
 constexpr int kTD = 128, kKStride = kTD + 8;
-int g_tiled_variant = 0;  // index into kTiledVariants
+constexpr int kNumCudaCoreTiled = 3;
+constexpr int kNumTiledVariants = kNumCudaCoreTiled + kNumMmaDecodeVariants;
+int g_tiled_variant = kNumCudaCoreTiled;  // index into Variant(): the first tensor-core one
 bool g_tiled_decode = true;
 
 template <int kTK, int kStages>
@@ -248,6 +257,8 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
   bf16_t* vs = ks + kStages * kTK * kKStride;         // [kStages][kTK][kTD]
   float* qsm = reinterpret_cast<float*>(vs + kStages * kTK * kTD);  // [kMaxG][kTpk][kSlice + 4]
   float* psm = qsm + kMaxG * C::kQStride;             // [kMaxG][kTK]
+  PdlTrigger();
+  PdlWait();
   const int r = blockIdx.x;
   if (r >= *m.num_valid_rows) return;
   const int group = a.num_heads / a.num_kv_heads;
@@ -370,17 +381,24 @@ __global__ void __launch_bounds__(128) DecodeAttnTiledKernel(AttnArgs a, BatchMe
   }
 }
 
-// The measured-to-be-chosen variants: (keys per tile, pipeline stages).
+// The measured-to-be-chosen variants: CUDA-core (keys per tile, pipeline stages), then the
+// tensor-core kernels of cuda_decode_mma.cu.
 struct TiledVariant {
-  void (*kernel)(AttnArgs, BatchMeta, int, float*);
+  DecodeKernelFn kernel;
   size_t smem;
+  const char* name;
 };
-const TiledVariant kTiledVariants[] = {
-    {DecodeAttnTiledKernel<64, 2>, TiledCfg<64, 2>::kSmem},
-    {DecodeAttnTiledKernel<32, 4>, TiledCfg<32, 4>::kSmem},
-    {DecodeAttnTiledKernel<64, 3>, TiledCfg<64, 3>::kSmem},
-};
-constexpr int kNumTiledVariants = 3;
+const TiledVariant& Variant(int v) {
+  static const TiledVariant table[kNumTiledVariants] = {
+      {DecodeAttnTiledKernel<64, 2>, TiledCfg<64, 2>::kSmem, "tiled64x2"},
+      {DecodeAttnTiledKernel<32, 4>, TiledCfg<32, 4>::kSmem, "tiled32x4"},
+      {DecodeAttnTiledKernel<64, 3>, TiledCfg<64, 3>::kSmem, "tiled64x3"},
+      {MmaDecodeKernel(0), MmaDecodeSmem(0), "mma64x2  "},
+      {MmaDecodeKernel(1), MmaDecodeSmem(1), "mma64x3  "},
+      {MmaDecodeKernel(2), MmaDecodeSmem(2), "mma128x2 "},
+  };
+  return table[v];
+}
 
 }  // namespace
 
@@ -407,11 +425,19 @@ void SetTiledDecodeVariant(int v) {
   if (v >= 0 && v < kNumTiledVariants) g_tiled_variant = v;
 }
 
+int TiledDecodeVariant() { return g_tiled_variant; }
+
+int DefaultTiledDecodeVariant() { return kNumCudaCoreTiled; }
+
+const char* TiledDecodeVariantName(int v) {
+  return v >= 0 && v < kNumTiledVariants ? Variant(v).name : "simt     ";
+}
+
 namespace {
 // Sets each variant's shared-memory limit once and returns its resident CTAs per SM.
 int TiledCtasPerSm() {
   static int per_sm[kNumTiledVariants] = {};
-  const TiledVariant& v = kTiledVariants[g_tiled_variant];
+  const TiledVariant& v = Variant(g_tiled_variant);
   int& n = per_sm[g_tiled_variant];
   if (n == 0) {
     cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(v.smem));
@@ -431,7 +457,10 @@ int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, 
   const int group = num_heads / num_kv_heads;
   const int ctas = rows * num_kv_heads * ((group + kMaxG - 1) / kMaxG);
   const int slots = TiledCtasPerSm() * num_sms;
-  const int by_len = std::max(1, (max_ctx + 255) / 256);  // at least 4 tiles per split
+  // At least 256 keys (4 tiles) per split for the CUDA-core kernels; the tensor-core kernels'
+  // per-split cost is small enough for one 64-key tile per split (b1 ctx1k: 16 splits, not 4).
+  const int min_keys = g_tiled_variant >= kNumCudaCoreTiled ? 64 : 256;
+  const int by_len = std::max(1, (max_ctx + min_keys - 1) / min_keys);
   int best = 1;
   if (ctas < slots) {
     best = std::max(1, slots / ctas);  // one full wave
@@ -456,21 +485,24 @@ void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, fl
   dim3 grid(a.rows, a.num_kv_heads * chunks, splits);
   if (TiledDecodeAttentionUsed(a.head_dim)) {
     TiledCtasPerSm();  // sets the shared-memory attribute once
-    const TiledVariant& v = kTiledVariants[g_tiled_variant];
-    v.kernel<<<grid, 128, v.smem, stream>>>(a, m, splits, workspace);
-    CombineKernel<<<dim3(a.rows, a.num_heads), a.head_dim, 0, stream>>>(a, m, splits, workspace);
+    const TiledVariant& v = Variant(g_tiled_variant);
+    LaunchPdl(v.kernel, grid, 128, v.smem, stream, a, m, splits, workspace);
+    LaunchPdl(CombineKernel, dim3(a.rows, a.num_heads), a.head_dim, 0, stream, a, m, splits,
+              static_cast<const float*>(workspace));
     return;
   }
+  DecodeKernelFn k = nullptr;
   switch (a.head_dim) {
-    case 16: DecodeAttnKernel<16><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
-    case 32: DecodeAttnKernel<32><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
-    case 64: DecodeAttnKernel<64><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
-    case 128: DecodeAttnKernel<128><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
-    case 256: DecodeAttnKernel<256><<<grid, 128, 0, stream>>>(a, m, splits, workspace); break;
+    case 16: k = DecodeAttnKernel<16>; break;
+    case 32: k = DecodeAttnKernel<32>; break;
+    case 64: k = DecodeAttnKernel<64>; break;
+    case 128: k = DecodeAttnKernel<128>; break;
+    case 256: k = DecodeAttnKernel<256>; break;
     default: return;  // the runner refuses other head dims at creation
   }
-  CombineKernel<<<dim3(a.rows, a.num_heads), a.head_dim < 32 ? 32 : a.head_dim, 0, stream>>>(
-      a, m, splits, workspace);
+  LaunchPdl(k, grid, 128, 0, stream, a, m, splits, workspace);
+  LaunchPdl(CombineKernel, dim3(a.rows, a.num_heads), a.head_dim < 32 ? 32 : a.head_dim, 0, stream,
+            a, m, splits, static_cast<const float*>(workspace));
 }
 
 }  // namespace pd::cuda

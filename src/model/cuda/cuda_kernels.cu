@@ -2,6 +2,7 @@
 #include <cuda_bf16.h>
 
 #include "model/cuda/cuda_kernels.h"
+#include "model/cuda/cuda_pdl.cuh"
 
 namespace pd::cuda {
 namespace {
@@ -25,38 +26,75 @@ __device__ float BlockSum(float v, float* red) {
 }
 
 __global__ void EmbedKernel(const bf16_t* embed, const int32_t* tokens, int hidden, float* res) {
+  PdlTrigger();
+  PdlWait();
   const int r = blockIdx.x;
   const bf16_t* src = embed + int64_t(tokens[r]) * hidden;
   float* dst = res + int64_t(r) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = Bf(src[i]);
 }
 
-constexpr int kNormThreads = 256;
+constexpr int kNormThreads = 256, kNormThreadsFew = 1024, kNormPer = 4;
 
-__global__ void __launch_bounds__(kNormThreads) AddRmsNormKernel(
+// kThreads threads per row; the first kNormPer * kThreads elements of each row live in registers
+// (the norm weight among them is loaded before PdlWait), the rest is streamed twice.
+template <int kThreads>
+__global__ void __launch_bounds__(kThreads) AddRmsNormKernel(
     float* res, const bf16_t* delta, const float* bias, const float* w, float eps, int hidden,
     bf16_t* out, const int32_t* out_rows) {
-  __shared__ float red[kNormThreads / 32];
+  __shared__ float red[kThreads / 32];
+  float wr[kNormPer], xv[kNormPer];
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    wr[j] = i < hidden ? w[i] : 0.f;
+  }
+  PdlTrigger();
+  PdlWait();
   const int r = blockIdx.x;
   const int src_row = out_rows ? out_rows[r] : r;
   float* x = res + int64_t(src_row) * hidden;
+  const bf16_t* dr = delta ? delta + int64_t(r) * hidden : nullptr;
   float ss = 0.f;
-  for (int i = threadIdx.x; i < hidden; i += kNormThreads) {
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    xv[j] = 0.f;
+    if (i < hidden) {
+      float v = x[i];
+      if (dr) {
+        v += Bf(dr[i]) + (bias ? bias[i] : 0.f);
+        x[i] = v;
+      }
+      xv[j] = v;
+      ss += v * v;
+    }
+  }
+  for (int i = threadIdx.x + kNormPer * kThreads; i < hidden; i += kThreads) {
     float v = x[i];
-    if (delta) {
-      v += Bf(delta[int64_t(r) * hidden + i]) + (bias ? bias[i] : 0.f);
+    if (dr) {
+      v += Bf(dr[i]) + (bias ? bias[i] : 0.f);
       x[i] = v;
     }
     ss += v * v;
   }
-  ss = BlockSum<kNormThreads>(ss, red);
+  ss = BlockSum<kThreads>(ss, red);
   const float inv = rsqrtf(ss / hidden + eps);
   bf16_t* o = out + int64_t(r) * hidden;
-  for (int i = threadIdx.x; i < hidden; i += kNormThreads) o[i] = ToBf(x[i] * inv * w[i]);
+#pragma unroll
+  for (int j = 0; j < kNormPer; ++j) {
+    const int i = threadIdx.x + j * kThreads;
+    if (i < hidden) o[i] = ToBf(xv[j] * inv * wr[j]);
+  }
+  for (int i = threadIdx.x + kNormPer * kThreads; i < hidden; i += kThreads) {
+    o[i] = ToBf(x[i] * inv * w[i]);
+  }
 }
 
 // One warp per head of the fused qkv row; grid (ceil(heads/8), rows).
 __global__ void RopeKvKernel(RopeArgs a, BatchMeta m) {
+  PdlTrigger();
+  PdlWait();
   const int r = blockIdx.y;
   if (r >= *m.num_valid_rows) return;
   const int head = blockIdx.x * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -124,6 +162,8 @@ __global__ void RopeKvKernel(RopeArgs a, BatchMeta m) {
 
 __global__ void SwigluKernel(const bf16_t* gu, const float* bias, int inter, int64_t n,
                              bf16_t* out) {
+  PdlTrigger();
+  PdlWait();
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n;
        e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = e / inter;
@@ -138,27 +178,50 @@ __global__ void SwigluKernel(const bf16_t* gu, const float* bias, int inter, int
 }
 
 // y[r, o] = sum_i x[r, i] w[o, i] for R rows: one warp per output row, 16-byte streaming loads
-// of w (8 in flight per lane), x through the read-only cache, fp32 accumulation.
+// of w (8 in flight per lane; the first chunk is issued before PdlWait, so it streams while the
+// previous kernel drains), x through the read-only cache, fp32 accumulation.
 constexpr int kGemvWarps = 8, kGemvUnroll = 8;
 
-template <int R, bool kF32>
+template <int U>
+__device__ __forceinline__ void GemvLoadChunk(uint4* wv, const bf16_t* wr, int base, int in) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int i = base + u * 256;
+    wv[u] = i < in ? __ldcs(reinterpret_cast<const uint4*>(wr + i)) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// kOut: 0 = bf16 y, 1 = fp32 y, 2 = SwiGLU: w is the fused [gate; up] weight of 2 * out rows,
+// warps 0-3 of CTA b compute gate rows 4b..4b+3 and warps 4-7 the matching up rows, and y is
+// bf16 act = silu(bf16(g) + bias[i]) * (bf16(u) + bias[out + i]) (LaunchSwiglu's rounding).
+template <int R, int kOut>
 __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __restrict__ x, int in,
                                                               const bf16_t* __restrict__ w,
-                                                              int out, void* __restrict__ y) {
+                                                              int out, void* __restrict__ y,
+                                                              const float* __restrict__ bias,
+                                                              bool l2_prefetch) {
+  PdlTrigger();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int o = blockIdx.x * kGemvWarps + warp;
+  const int o = kOut == 2 ? (warp < 4 ? 4 * blockIdx.x + warp : out + 4 * blockIdx.x + warp - 4)
+                          : blockIdx.x * kGemvWarps + warp;
+  if constexpr (kOut == 2) out *= 2;
+  const bf16_t* wr = w + int64_t(o < out ? o : 0) * in;
+  uint4 wv[kGemvUnroll];
+  GemvLoadChunk<kGemvUnroll>(wv, wr, lane * 8, o < out ? in : 0);
+  if (l2_prefetch && o < out) {  // the second chunk into L2 while the predecessor drains
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int i = lane * 8 + (kGemvUnroll + u) * 256;
+      if (i < in) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i));
+    }
+  }
+  PdlWait();
   if (o >= out) return;
-  const bf16_t* wr = w + int64_t(o) * in;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
   for (int base = lane * 8; base < in; base += 256 * kGemvUnroll) {
-    uint4 wv[kGemvUnroll];
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) {
-      const int i = base + u * 256;
-      wv[u] = i < in ? __ldcs(reinterpret_cast<const uint4*>(wr + i)) : make_uint4(0, 0, 0, 0);
-    }
+    if (base != lane * 8) GemvLoadChunk<kGemvUnroll>(wv, wr, base, in);
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int i = base + u * 256;
@@ -178,28 +241,45 @@ __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __re
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    float v = acc[r];
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-    if (lane == 0) {
-      if constexpr (kF32) {
-        static_cast<float*>(y)[int64_t(r) * out + o] = v;
+    for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], off);
+  }
+  if constexpr (kOut == 2) {
+    __shared__ float up[R][4];
+    const int inter = out / 2;
+    if (warp >= 4 && lane == 0) {
+      for (int r = 0; r < R; ++r) up[r][warp - 4] = Bf(ToBf(acc[r])) + (bias ? bias[o] : 0.f);
+    }
+    __syncthreads();
+    if (warp < 4 && lane == 0) {
+      for (int r = 0; r < R; ++r) {
+        const float g = Bf(ToBf(acc[r])) + (bias ? bias[o] : 0.f);
+        static_cast<bf16_t*>(y)[int64_t(r) * inter + o] = ToBf(g / (1.f + __expf(-g)) * up[r][warp]);
+      }
+    }
+  } else if (lane == 0) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if constexpr (kOut == 1) {
+        static_cast<float*>(y)[int64_t(r) * out + o] = acc[r];
       } else {
-        static_cast<bf16_t*>(y)[int64_t(r) * out + o] = ToBf(v);
+        static_cast<bf16_t*>(y)[int64_t(r) * out + o] = ToBf(acc[r]);
       }
     }
   }
 }
 
+bool g_gemv_l2_prefetch = true;
+
 template <int R>
-void LaunchGemvR(const bf16_t* x, int in, const bf16_t* w, int out, void* y, bool f32,
-                 cudaStream_t stream) {
-  const int grid = (out + kGemvWarps - 1) / kGemvWarps;
-  if (f32) {
-    GemvKernel<R, true><<<grid, kGemvWarps * 32, 0, stream>>>(x, in, w, out, y);
-  } else {
-    GemvKernel<R, false><<<grid, kGemvWarps * 32, 0, stream>>>(x, in, w, out, y);
-  }
+void LaunchGemvR(const bf16_t* x, int in, const bf16_t* w, int out, void* y, int mode,
+                 const float* bias, cudaStream_t stream) {
+  const int grid = mode == 2 ? out / 4 : (out + kGemvWarps - 1) / kGemvWarps;
+  const bool pf = g_gemv_l2_prefetch && ProgrammaticLaunchEnabled();
+  const dim3 blk(kGemvWarps * 32);
+  if (mode == 0) LaunchPdl(GemvKernel<R, 0>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
+  if (mode == 1) LaunchPdl(GemvKernel<R, 1>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
+  if (mode == 2) LaunchPdl(GemvKernel<R, 2>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
 }
 
 __device__ __forceinline__ uint64_t SplitMix64(uint64_t x) {
@@ -383,6 +463,15 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(const float* logi
   if (threadIdx.x == 0) tokens[r] = tok;
 }
 
+bool g_pdl = true;
+
+}  // namespace
+
+void SetProgrammaticLaunch(bool on) { g_pdl = on; }
+void SetGemvL2Prefetch(bool on) { g_gemv_l2_prefetch = on; }
+bool ProgrammaticLaunchEnabled() { return g_pdl; }
+
+namespace {
 int GridFor(int64_t n, int threads) {
   int64_t b = (n + threads - 1) / threads;
   return int(b > 65535 * 4 ? 65535 * 4 : (b < 1 ? 1 : b));
@@ -392,46 +481,64 @@ int GridFor(int64_t n, int threads) {
 
 void LaunchEmbed(const bf16_t* embed, const int32_t* tokens, int rows, int hidden, float* residual,
                  cudaStream_t stream) {
-  EmbedKernel<<<rows, 256, 0, stream>>>(embed, tokens, hidden, residual);
+  LaunchPdl(EmbedKernel, rows, 256, 0, stream, embed, tokens, hidden, residual);
 }
 
 void LaunchAddRmsNorm(float* residual, const bf16_t* delta, const float* bias, const float* w,
                       float eps, int rows, int hidden, bf16_t* out, const int32_t* out_rows,
                       cudaStream_t stream) {
-  AddRmsNormKernel<<<rows, kNormThreads, 0, stream>>>(residual, delta, bias, w, eps, hidden, out,
-                                                      out_rows);
+  if (rows <= 8) {  // decode: few rows, so more threads per row (one dependent load per value)
+    LaunchPdl(AddRmsNormKernel<kNormThreadsFew>, rows, kNormThreadsFew, 0, stream, residual, delta,
+              bias, w, eps, hidden, out, out_rows);
+  } else {
+    LaunchPdl(AddRmsNormKernel<kNormThreads>, rows, kNormThreads, 0, stream, residual, delta, bias,
+              w, eps, hidden, out, out_rows);
+  }
 }
 
 void LaunchRopeKvWrite(const RopeArgs& a, const BatchMeta& m, cudaStream_t stream) {
   const int heads = a.num_heads + 2 * a.num_kv_heads;
   dim3 grid((heads + 7) / 8, a.rows);
-  RopeKvKernel<<<grid, 256, 0, stream>>>(a, m);
+  LaunchPdl(RopeKvKernel, grid, 256, 0, stream, a, m);
 }
 
-bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32_out,
-                cudaStream_t stream) {
+namespace {
+// mode as GemvKernel's kOut; y row stride = out elements (mode 1: fp32).
+bool LaunchGemvMode(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, int mode,
+                    const float* bias, cudaStream_t stream) {
   const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   if (rows < 1 || rows > kGemvMaxRows || in % 8 != 0 || in < 8 || out < 1 || !aligned(x) ||
-      !aligned(w)) {
+      !aligned(w) || (mode == 2 && out % 4 != 0)) {
     return false;
   }
-  const size_t esz = f32_out ? 4 : 2;
+  const size_t esz = mode == 1 ? 4 : 2;
   for (int r0 = 0; r0 < rows;) {  // 4, 2, 1 rows per launch
     const int n = rows - r0 >= 4 ? 4 : rows - r0 >= 2 ? 2 : 1;
     const bf16_t* xr = x + int64_t(r0) * in;
     void* yr = static_cast<char*>(y) + size_t(r0) * out * esz;
-    if (n == 4) LaunchGemvR<4>(xr, in, w, out, yr, f32_out, stream);
-    if (n == 2) LaunchGemvR<2>(xr, in, w, out, yr, f32_out, stream);
-    if (n == 1) LaunchGemvR<1>(xr, in, w, out, yr, f32_out, stream);
+    if (n == 4) LaunchGemvR<4>(xr, in, w, out, yr, mode, bias, stream);
+    if (n == 2) LaunchGemvR<2>(xr, in, w, out, yr, mode, bias, stream);
+    if (n == 1) LaunchGemvR<1>(xr, in, w, out, yr, mode, bias, stream);
     r0 += n;
   }
   return true;
+}
+}  // namespace
+
+bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32_out,
+                cudaStream_t stream) {
+  return LaunchGemvMode(x, rows, in, w, out, y, f32_out ? 1 : 0, nullptr, stream);
+}
+
+bool LaunchGemvSwiglu(const bf16_t* x, int rows, int in, const bf16_t* wgu, int inter,
+                      const float* bias, bf16_t* act, cudaStream_t stream) {
+  return LaunchGemvMode(x, rows, in, wgu, inter, act, 2, bias, stream);
 }
 
 void LaunchSwiglu(const bf16_t* gu, const float* bias, int rows, int inter, bf16_t* out,
                   cudaStream_t stream) {
   const int64_t n = int64_t(rows) * inter;
-  SwigluKernel<<<GridFor(n, 256), 256, 0, stream>>>(gu, bias, inter, n, out);
+  LaunchPdl(SwigluKernel, GridFor(n, 256), 256, 0, stream, gu, bias, inter, n, out);
 }
 
 void LaunchFillRandomBf16(bf16_t* dst, int64_t n, float scale, uint64_t seed, cudaStream_t stream) {

@@ -80,6 +80,21 @@ constexpr int kGemvMaxRows = 4;
 bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32_out,
                 cudaStream_t stream);
 
+// Programmatic dependent launch (process-wide, default on; PD_CUDA_PDL=0 in the runner turns it
+// off): the step's element-wise, GEMV and decode-attention kernels start while their predecessor
+// drains (the GEMV streams its first weight chunk before it waits for its input).
+void SetProgrammaticLaunch(bool on);
+bool ProgrammaticLaunchEnabled();
+// With programmatic launch on, the GEMV also prefetches its second weight chunk into L2 before it
+// waits (default on; PD_CUDA_GEMV_PREFETCH=0 in the runner turns it off).
+void SetGemvL2Prefetch(bool on);
+
+// LaunchGemv of the fused [gate; up] weight wgu [2 inter, in] with LaunchSwiglu fused into its
+// epilogue: act[r, i] = bf16(silu(bf16(g) + bias[i]) * (bf16(u) + bias[inter + i])), bias
+// [2 inter] or nullptr. Same coverage as LaunchGemv plus inter % 4 == 0; false = nothing enqueued.
+bool LaunchGemvSwiglu(const bf16_t* x, int rows, int in, const bf16_t* wgu, int inter,
+                      const float* bias, bf16_t* act, cudaStream_t stream);
+
 // Converts n fp32 values to bf16 / fills bf16 with uniform(-scale, scale) from a hash of
 // (seed, index) (random weights for benchmarks, made directly on the GPU).
 void LaunchFillRandomBf16(bf16_t* dst, int64_t n, float scale, uint64_t seed, cudaStream_t stream);
@@ -108,18 +123,22 @@ void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, fl
                            cudaStream_t stream);
 // Picks a split count filling the GPU for `rows` query rows of up to max_ctx keys.
 int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
-// For head_dim 128 LaunchDecodeAttention runs a tiled kernel (64-key K/V tiles streamed into
-// shared memory with 16-byte cp.async, every query head of a GQA group sharing each tile) unless
-// it is switched off here (process-wide; tests and benchmarks compare both kernels).
+// For head_dim 128 LaunchDecodeAttention runs a tiled kernel (K/V tiles streamed into shared
+// memory with 16-byte cp.async, every query head of a GQA group sharing each tile) unless it is
+// switched off here (process-wide; tests and benchmarks compare the kernels).
 void SetTiledDecodeAttention(bool on);
 bool TiledDecodeAttentionUsed(int head_dim);
-// Tile shape of the tiled kernel (process-wide): 0 = 64 keys x 2 stages (default), 1 = 32 keys x
-// 4 stages, 2 = 64 keys x 3 stages. Out-of-range values are ignored.
+// Which tiled kernel (process-wide): CUDA-core QK/PV 0 = 64 keys x 2 stages, 1 = 32 keys x 4
+// stages, 2 = 64 keys x 3 stages; tensor-core (mma.sync, the GQA group as the MMA's rows)
+// 3 = 64 keys x 2 stages (default), 4 = 64 x 3, 5 = 128 x 2. Out-of-range values are ignored.
 int NumTiledDecodeVariants();
 void SetTiledDecodeVariant(int variant);
+int TiledDecodeVariant();
+int DefaultTiledDecodeVariant();
+const char* TiledDecodeVariantName(int variant);  // "simt" for an out-of-range variant
 // Split count for LaunchDecodeAttention with the kernel it will use: the tiled kernel fills one
 // wave of CTAs (or the fullest of 1-4 splits when the batch alone fills the GPU), >= 256 keys
-// per split; otherwise ChooseSplits.
+// per split (>= 64 for the tensor-core variants); otherwise ChooseSplits.
 int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, int max_ctx,
                        int num_sms);
 

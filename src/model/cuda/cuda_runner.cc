@@ -86,6 +86,7 @@ class CudaRunner final : public ModelRunner {
   MetaLayout ml_;
   int num_sms_ = 0;
   bool use_gemv_ = true;  // our GEMV for <= kGemvMaxRows rows (PD_CUDA_GEMV=0: cuBLAS only)
+  bool fuse_swiglu_ = true;  // SwiGLU in the gate/up GEMV's epilogue (PD_CUDA_FUSE=0: separate)
   cudaStream_t stream_ = nullptr;
   cudaEvent_t layer_event_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -152,13 +153,21 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   PD_CUDA_RET(cudaGetDeviceProperties(&prop, opts.gpu_id));
   num_sms_ = prop.multiProcessorCount;
   // Escape hatches for A/B runs: PD_CUDA_GEMV=0 (cuBLAS for every GEMM), PD_CUDA_DECODE_ATTN=simt
-  // (the CUDA-core decode attention kernel for every head dim), PD_CUDA_DECODE_TILE=0|1|2 (tile
-  // shape of the tiled decode kernel, see cuda_kernels.h).
+  // (the CUDA-core decode attention kernel for every head dim) | tiled (the CUDA-core tiled
+  // kernel, variant 0) | mma (tensor cores, default), PD_CUDA_DECODE_TILE=0..5 (variant of the
+  // tiled decode kernel, see cuda_kernels.h).
   const char* gemv_env = std::getenv("PD_CUDA_GEMV");
   use_gemv_ = !(gemv_env && std::strcmp(gemv_env, "0") == 0);
   const char* attn_env = std::getenv("PD_CUDA_DECODE_ATTN");
   if (attn_env && std::strcmp(attn_env, "simt") == 0) cuda::SetTiledDecodeAttention(false);
-  const char* tile_env = std::getenv("PD_CUDA_DECODE_TILE");  // tiled-kernel variant 0/1/2
+  if (attn_env && std::strcmp(attn_env, "tiled") == 0) cuda::SetTiledDecodeVariant(0);
+  const char* fuse_env = std::getenv("PD_CUDA_FUSE");  // 0: SwiGLU as its own kernel
+  fuse_swiglu_ = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
+  const char* pdl_env = std::getenv("PD_CUDA_PDL");  // 0: no programmatic dependent launch
+  if (pdl_env && std::strcmp(pdl_env, "0") == 0) cuda::SetProgrammaticLaunch(false);
+  const char* pf_env = std::getenv("PD_CUDA_GEMV_PREFETCH");  // 0: no L2 prefetch before the wait
+  if (pf_env && std::strcmp(pf_env, "0") == 0) cuda::SetGemvL2Prefetch(false);
+  const char* tile_env = std::getenv("PD_CUDA_DECODE_TILE");  // tiled-kernel variant 0..5
   if (tile_env) cuda::SetTiledDecodeVariant(std::atoi(tile_env));
   PD_CUDA_RET(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   PD_CUDA_RET(cudaEventCreateWithFlags(&layer_event_, cudaEventDisableTiming));
@@ -375,8 +384,11 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
     }
     PD_RETURN_IF_ERROR(Gemm(attn_, rows, nh * D, L.wo, H, proj_, false));
     cuda::LaunchAddRmsNorm(x_, proj_, L.o_bias, L.post_norm, eps, rows, H, h_, nullptr, stream_);
-    PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wgu, 2 * I, gu_, false));
-    cuda::LaunchSwiglu(gu_, L.gu_bias, rows, I, act_, stream_);
+    if (!(use_gemv_ && fuse_swiglu_ && rows <= cuda::kGemvMaxRows &&
+          cuda::LaunchGemvSwiglu(h_, rows, H, L.wgu, I, L.gu_bias, act_, stream_))) {
+      PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wgu, 2 * I, gu_, false));
+      cuda::LaunchSwiglu(gu_, L.gu_bias, rows, I, act_, stream_);
+    }
     PD_RETURN_IF_ERROR(Gemm(act_, rows, I, L.wd, H, proj_, false));
     prev_bias = L.d_bias;
   }
