@@ -101,11 +101,13 @@ elif [ "$SCALE" = gpu ]; then
   P1=("k1 22 --input-len 1024 --output-len 1024 --rate 2 --num-requests 20 --seed 21"
       "x1 32 --input-len 10240 --output-len 1024 --rate 0.5 --num-requests 8 --seed 22"
       "xs 30 --input-len 10240 --output-len 1024 --rate 4 --num-requests 10 --seed 23"
-      "ks 24 --input-len 1024 --output-len 1024 --rate 12 --num-requests 60 --seed 24")
+      "ks 24 --input-len 1024 --output-len 1024 --rate 12 --num-requests 60 --seed 24"
+      "m1 24 --input-len 5120 --output-len 1024 --rate 1 --num-requests 10 --seed 25")
   P2=("k1 22 --input-len 1024 --output-len 1024 --rate 2 --num-requests 20 --seed 21"
       "ks 22 --input-len 1024 --output-len 1024 --rate 30 --num-requests 64 --seed 24"
       "x1 32 --input-len 10240 --output-len 1024 --rate 0.5 --num-requests 8 --seed 22"
-      "xs 26 --input-len 10240 --output-len 1024 --rate 4 --num-requests 10 --seed 23")
+      "xs 26 --input-len 10240 --output-len 1024 --rate 4 --num-requests 10 --seed 23"
+      "m1 24 --input-len 5120 --output-len 1024 --rate 1 --num-requests 10 --seed 25")
 else
   P1=("a 10 --input-len 256 --output-len 16 --rate 2 --num-requests 12 --seed 11"
       "b 10 --input-len 512 --output-len 16 --rate 4 --num-requests 12 --seed 12")
@@ -125,7 +127,7 @@ deploy colocated configs/plan-calib-colocated.yaml
 for p in "${P2[@]}"; do bench $p; done
 undeploy
 for d in 1p1d colocated; do
-  grep -h -E "KV blocks of|host mirror" "$R/logs/$d"/*.log 2>/dev/null | head -4 > "$R/kv-$d.txt"
+  grep -h -E "KV blocks of|GPU KV arena" "$R/logs/$d"/*.log 2>/dev/null | head -4 > "$R/kv-$d.txt"
 done
 tar -C "$W" -czf "$OUT/plan-results.tar.gz" results
 cp "$R/summary.txt" "$OUT/summary.txt"
