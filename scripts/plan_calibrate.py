@@ -3,7 +3,7 @@
 
 Usage:
   scripts/plan_calibrate.py RESULTS_DIR PD_SIM [--profile F.json] [--link-gbps X]
-      [--stage-gbps X] [--step-overhead-ms X] [--share-penalty X]
+      [--stage-gbps X] [--step-overhead-ms X] [--seq-overhead-ms X] [--share-penalty X]
       [--fit DEP:PT,DEP:PT,...] [--fit-params link-gbps,step-overhead-ms] [--label NAME]
   scripts/plan_calibrate.py --predict POINTS_FILE PD_SIM --p-kv-tokens N --d-kv-tokens N
       --colo-kv-tokens N [same model flags]
@@ -40,6 +40,7 @@ GRIDS = {
     "stage-gbps": [round(20 * 1.15 ** i, 2) for i in range(30)],  # 20 .. 1150 Gbit/s
     "step-overhead-ms": [round(0.1 * i, 2) for i in range(41)],  # 0 .. 4 ms
     "share-penalty": [round(0.7 + 0.05 * i, 2) for i in range(13)],  # 0.7 .. 1.3
+    "seq-overhead-ms": [round(0.005 * i, 3) for i in range(21)],  # 0 .. 0.1 ms
 }
 
 
@@ -98,7 +99,8 @@ def main():
     params = {"link-gbps": float(flag(extra, "--link-gbps", "10")),
               "stage-gbps": float(flag(extra, "--stage-gbps", "0")),
               "step-overhead-ms": float(flag(extra, "--step-overhead-ms", "0")),
-              "share-penalty": float(flag(extra, "--share-penalty", "1.0"))}
+              "share-penalty": float(flag(extra, "--share-penalty", "1.0")),
+              "seq-overhead-ms": float(flag(extra, "--seq-overhead-ms", "0"))}
     label = flag(extra, "--label", "apriori")
     if predict:
         profile = flag(extra, "--profile", "configs/profiles/llama-3.1-8b-h100.json")

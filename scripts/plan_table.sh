@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Recomputes docs/planning.md's ratio table and plots from the committed profiles (CPU only).
 # Usage: scripts/plan_table.sh [BUILD_DIR]   -> docs/planning/*.txt, *.csv, *.png
+# PLAN_ARGS: extra pd-plan/pd-sim flags for every row (e.g. the calibrated --step-overhead-ms);
+# TCP_GBPS: the link of the "-tcp10" rows (default 10; the calibrated TCP rate in docs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-build-loader}/src/planner
@@ -11,7 +13,8 @@ mkdir -p "$O"
 plan() {  # name args...
   local name=$1; shift
   echo "== pd-plan $*" | tee "$O/$name.txt"
-  "$B/pd-plan" "$@" --csv "$O/$name.csv" | tee -a "$O/$name.txt"
+  # shellcheck disable=SC2086
+  "$B/pd-plan" "$@" ${PLAN_ARGS:-} --csv "$O/$name.csv" | tee -a "$O/$name.txt"
 }
 for mix in 10k/1k 5k/1k 1k/1k; do
   m=${mix//\//-}
@@ -20,7 +23,7 @@ for mix in 10k/1k 5k/1k 1k/1k; do
   # the TCP transport as measured on loopback (docs/benchmarks.md: ~1-1.7 GB/s) instead of an
   # RDMA-class 100 Gbit/s per GPU
   plan "8b-$m-slo2000-tcp10" --profile $P8 --preset "$mix" --gpus 8 --slo-ttft-ms 2000 \
-    --slo-tpot-ms 50 --link-gbps 10
+    --slo-tpot-ms 50 --link-gbps "${TCP_GBPS:-10}"
   plan "123b-$m" --profile "${P123[0]}" --profile "${P123[1]}" --preset "$mix" --gpus 32 \
     --slo-ttft-ms 3000 --slo-tpot-ms 50
 done
@@ -37,6 +40,6 @@ for mix in 10k/1k 5k/1k 1k/1k; do
   in=${mix%%/*}; in=${in/k/000}; out=${mix#*/}; out=${out/k/000}
   python3 scripts/plan_sweep.py "$B/pd-sim" $P8 "$in" "$out" "$O/goodput-8b-$m.png" "$dep" \
     "colocated:$(( (x + y) * k ))" --rates "$rates" --slo-ttft-ms 2000 --slo-tpot-ms 50 \
-    --sim-args "--d-max-batch-tokens 8192" \
+    --sim-args "--d-max-batch-tokens 8192 ${PLAN_ARGS:-}" \
     --title "Llama-3.1-8B shape on H100 ($mix): $dep vs $(( (x + y) * k )) colocated"
 done

@@ -24,7 +24,7 @@ inline void ParseRangeFlagOrExit(const char* tool, const std::string& a, const s
 
 // Applies one of the shared flags (`a` with value `v`); false if `a` is not one of them.
 //   --link-gbps X --link-efficiency X --link-latency-ms X --stage-gbps X --threshold N
-//   --step-overhead-ms X (every instance)
+//   --step-overhead-ms X --seq-overhead-ms X (every instance)
 //   --p-max-batch-tokens N --p-max-seqs N --p-chunk N --p-kv-tokens N   (prefill instances)
 //   --d-max-batch-tokens N --d-max-seqs N --d-chunk N --d-kv-tokens N   (decode instances)
 inline bool ApplySharedFlag(const std::string& a, const std::string& v, LinkParams* link,
@@ -36,6 +36,7 @@ inline bool ApplySharedFlag(const std::string& a, const std::string& v, LinkPara
   else if (a == "--link-latency-ms") link->latency_ms = x;
   else if (a == "--stage-gbps") link->stage_gbps = x;
   else if (a == "--step-overhead-ms") p->step_overhead_ms = d->step_overhead_ms = x;
+  else if (a == "--seq-overhead-ms") p->seq_overhead_ms = d->seq_overhead_ms = x;
   else if (a == "--threshold") *threshold = n;
   else if (a == "--p-max-batch-tokens") p->max_batch_tokens = n;
   else if (a == "--p-max-seqs") p->max_seqs = n;
@@ -59,6 +60,7 @@ constexpr char kSharedFlagsHelp[] = R"(Engines and link (defaults: configs/h100-
   --stage-gbps X        host-mirror staging: D copies arrived KV host -> GPU at X Gbit/s
                         before admitting it (0 = KV lands in GPU memory)     [0]
   --step-overhead-ms X  host time per engine step on top of the profile     [0]
+  --seq-overhead-ms X   ... plus this per sequence in the step              [0]
   --threshold N         router disagg_threshold_tokens                       [256]
 )";
 

@@ -163,6 +163,16 @@ TEST(Sim, StepOverheadAddsToEveryStep) {
   ASSERT_TRUE(r.requests[0].ok);
   EXPECT_NEAR(r.requests[0].ttft_ms, 112, 1e-9);
   EXPECT_NEAR(r.requests[0].e2e_ms, 112 + 4 * 12, 1e-9);
+  // Per sequence: #0's prefill step costs 10 + 100 + 2 + 0.5 (ends 112.5); #1 arrives at 100 ms
+  // and prefills next to #0's first decode (10 + 100 + 2 + 2 x 0.5: ends 225.5); then both decode
+  // (10 + 2 + 1: 238.5, #0 done) and #1 alone (10 + 2 + 0.5: 251).
+  colo.decode.seq_overhead_ms = 0.5;
+  const SimResult q = Simulate(colo, {{0.0, 1000, 3}, {0.1, 1000, 3}}, {});
+  ASSERT_TRUE(q.requests[0].ok && q.requests[1].ok);
+  EXPECT_NEAR(q.requests[0].ttft_ms, 112.5, 1e-9);
+  EXPECT_NEAR(q.requests[0].e2e_ms, 238.5, 1e-9);
+  EXPECT_NEAR(q.requests[1].ttft_ms, 125.5, 1e-9);
+  EXPECT_NEAR(q.requests[1].e2e_ms, 151, 1e-9);
 }
 
 std::vector<SimRequest> Mixed(int n, double rate, uint64_t seed) {

@@ -339,7 +339,8 @@ class Sim {
       if (admitted_ready) MaybeStep(in);  // the engine schedules again at once
       return;
     }
-    const double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks) + in.ep.step_overhead_ms;
+    const double ms = in.cost->StepMs(ndec, ndec ? ctx / ndec : 0, chunks) +
+                      in.ep.step_overhead_ms + in.ep.seq_overhead_ms * in.batch.size();
     ++out_.steps;
     in.step_start = now_;
     if (d_.shared_gpu) {

@@ -40,6 +40,7 @@ struct EngineParams {
   // Host time of every engine step on top of the profile's forward time (scheduling, sampling,
   // streaming: the profile times bare forwards).
   double step_overhead_ms = 0;
+  double seq_overhead_ms = 0;  // ... plus this per sequence in the step (sampling, streaming)
 };
 
 struct LinkParams {
