@@ -262,12 +262,14 @@ void BenchGemv(const Ceilings& c) {
                           {"lm_head", 128256, 4096, true}};
   cublasHandle_t h;
   cublasCreate(&h);
+  pd::cuda::SetProgrammaticLaunch(false);  // the kernel alone: no overlap between repetitions
   for (const Shape& sh : shapes) {
     bf16_t* w = RandomBf16(size_t(sh.out) * sh.in, 30, 0.02f);
     bf16_t* x = RandomBf16(size_t(4) * sh.in, 31);
     void* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, size_t(4) * sh.out * 4));
-    for (int rows : {1, 4}) {
+    for (auto [rows, unroll] : std::vector<std::pair<int, int>>{{1, 8}, {1, 16}, {4, 8}}) {
+      pd::cuda::SetGemvUnroll(unroll);
       const double ours = TimeEvents([&] {
         pd::cuda::LaunchGemv(x, rows, sh.in, w, sh.out, y, sh.f32, nullptr);
       }, 5, 30);
@@ -278,13 +280,15 @@ void BenchGemv(const Ceilings& c) {
                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       }, 5, 30);
       const double bytes = 2.0 * sh.out * sh.in;
-      std::printf("gemv     %-8s %6dx%5d rows %d: ours %7.1f us %5.0f GB/s (%.0f%% of copy)   cublas %7.1f us %5.0f GB/s (%.0f%%)\n",
-                  sh.name, sh.out, sh.in, rows, ours * 1e3, bytes / (ours * 1e-3) / 1e9,
+      std::printf("gemv     %-8s %6dx%5d rows %d u%-2d: ours %7.1f us %5.0f GB/s (%.0f%% of copy)   cublas %7.1f us %5.0f GB/s (%.0f%%)\n",
+                  sh.name, sh.out, sh.in, rows, unroll, ours * 1e3, bytes / (ours * 1e-3) / 1e9,
                   100 * bytes / (ours * 1e-3) / 1e9 / c.bw_gbs, cub * 1e3,
                   bytes / (cub * 1e-3) / 1e9, 100 * bytes / (cub * 1e-3) / 1e9 / c.bw_gbs);
     }
     cudaFree(w); cudaFree(x); cudaFree(y);
   }
+  pd::cuda::SetGemvUnroll(8);
+  pd::cuda::SetProgrammaticLaunch(true);
   cublasDestroy(h);
 }
 
@@ -340,6 +344,7 @@ void BenchPrefillAttention(const Ceilings& c, const std::vector<int>& sizes, boo
 // Attention kernels alone on a random paged cache of distinct blocks.
 void BenchAttention(const Ceilings& c, int sms, bool quick) {
   const int nh = 32, nkv = 8, D = 128, bs = 16;
+  pd::cuda::SetProgrammaticLaunch(false);  // kernels alone: no overlap between repetitions
   for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{16, 4096}, {64, 4096}, {16, 8192}, {64, 8192}}) {
     if (quick && batch > 16) continue;
     const int nb_seq = ctx / bs, blocks = batch * nb_seq;
@@ -390,11 +395,22 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
     }
     pd::cuda::SetTiledDecodeAttention(true);
     pd::cuda::SetTiledDecodeVariant(pd::cuda::DefaultTiledDecodeVariant());
+    {  // the default again with programmatic launch, as the runner launches it
+      pd::cuda::SetProgrammaticLaunch(true);
+      const int sp = pd::cuda::ChooseDecodeSplits(batch, nh, nkv, D, ctx, sms);
+      const double ms = TimeEvents([&] { pd::cuda::LaunchDecodeAttention(a, m, sp, ws, nullptr); }, 5, 50);
+      const double bytes = double(kv_elems) * 2;
+      std::printf("attn     decode %s batch %3d ctx %5d (GQA 32/8, D128, %2d splits, auto, PDL on): %7.1f us  %6.0f GB/s (%.0f%% of copy)\n",
+                  pd::cuda::TiledDecodeVariantName(pd::cuda::DefaultTiledDecodeVariant()), batch, ctx,
+                  sp, ms * 1e3, bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / 1e9 / c.bw_gbs);
+      pd::cuda::SetProgrammaticLaunch(false);
+    }
     cudaFree(kv); cudaFree(q); cudaFree(out); cudaFree(ws);
     cudaFree(const_cast<int32_t*>(m.block_ids)); cudaFree(const_cast<int32_t*>(m.block_indptr));
     cudaFree(const_cast<int32_t*>(m.row_pos)); cudaFree(const_cast<int32_t*>(m.row_seq));
     cudaFree(const_cast<int32_t*>(m.num_valid_rows));
   }
+  pd::cuda::SetProgrammaticLaunch(true);
   BenchPrefillAttention(c, quick ? std::vector<int>{8192} : std::vector<int>{8192, 16384}, false);
 }
 

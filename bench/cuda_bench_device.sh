@@ -47,7 +47,8 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --f
 rc=0
 if has tests; then
   for t in cuda_kernels_test cuda_runner_test; do
-    timeout 150 $BIN/$t > "$OUT/$t.log" 2>&1 || rc=1
+    filt=; [ $t = cuda_kernels_test ] && filt=--gtest_filter=-*Prefill*  # prefill: its own script
+    timeout 150 $BIN/$t $filt > "$OUT/$t.log" 2>&1 || rc=1
     grep -E "^\[  (PASSED|FAILED|SKIPPED) |\[  FAILED|Failure|\[golden|\[cpu-vs|\[bf16-ref|Expected|Which is|error" \
       "$OUT/$t.log" | head -40
   done
@@ -55,39 +56,43 @@ if has tests; then
 fi
 echo "[t=${SECONDS}s]"
 if has bench; then
-  timeout 300 $BIN/cuda_bench nogemv noprefill 2>&1 | tee "$OUT/bench.log"
+  timeout 300 $BIN/cuda_bench noprefill 2>&1 | tee "$OUT/bench.log"
 fi
 echo "[t=${SECONDS}s]"
-if has ab; then  # round-2 paths (CUDA-core tiled attention, no PDL, no fusion), then PDL off alone
-  PD_CUDA_DECODE_ATTN=tiled PD_CUDA_PDL=0 PD_CUDA_FUSE=0 timeout 120 $BIN/cuda_bench nogemv noattn noprefill 2>&1 \
-    | sed 's/^/round2-paths /' | grep decode | tee "$OUT/bench_round2.log"
-  PD_CUDA_PDL=0 timeout 60 $BIN/cuda_bench quick nogemv noattn noprefill 2>&1 \
-    | sed 's/^/no-pdl /' | grep decode | tee "$OUT/bench_nopdl.log"
-  PD_CUDA_GEMV_PREFETCH=0 timeout 60 $BIN/cuda_bench quick nogemv noattn noprefill 2>&1 \
-    | sed 's/^/no-l2-prefetch /' | grep decode | tee "$OUT/bench_nopf.log"
+if has ab; then  # round-2 paths (CUDA-core tiled attention, no PDL, no fusion), then one knob each
+  PD_CUDA_DECODE_ATTN=tiled PD_CUDA_PDL=0 PD_CUDA_FUSE=0 timeout 120 $BIN/cuda_bench nogemv noattn \
+    noprefill 2>&1 | sed 's/^/round2-paths /' | grep "decode   batch" | tee "$OUT/bench_ab.log"
+  PD_CUDA_PDL=0 timeout 120 $BIN/cuda_bench nogemv noattn noprefill 2>&1 \
+    | sed "s/^/PD_CUDA_PDL=0 /" | grep "decode   batch" | tee -a "$OUT/bench_ab.log"
+  for knob in PD_CUDA_GEMV_UNROLL=16 PD_CUDA_FUSE=0 PD_CUDA_DECODE_TILE=4 none; do
+    env $([ $knob = none ] && echo X=1 || echo $knob) timeout 60 $BIN/cuda_bench quick nogemv noattn \
+      noprefill 2>&1 | sed "s/^/$knob /" | grep "decode   batch" | tee -a "$OUT/bench_ab.log"
+  done
 fi
 echo "[t=${SECONDS}s]"
 if has sanitize; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   timeout 120 $CS --tool memcheck --leak-check no --error-exitcode 3 $BIN/cuda_kernels_test \
-    --gtest_filter='*MmaDecode*:*GemvSwiglu*:*Programmatic*:*AddRmsNormShapes*' > "$OUT/memcheck.log" 2>&1; echo "memcheck rc=$?"
+    --gtest_filter='*MmaDecode*:*Gemv*:*Programmatic*:*AddRmsNormShapes*' > "$OUT/sanitize.log" 2>&1
+  echo "memcheck rc=$?"
   timeout 120 $CS --tool racecheck --error-exitcode 3 $BIN/cuda_kernels_test \
-    --gtest_filter='*MmaDecode*:*GemvSwiglu*:*AddRmsNormShapes*' > "$OUT/racecheck.log" 2>&1; echo "racecheck rc=$?"
-  tail -2 "$OUT/memcheck.log" "$OUT/racecheck.log"
+    --gtest_filter='*MmaDecode*:*GemvSwiglu*:*AddRmsNormShapes*' >> "$OUT/sanitize.log" 2>&1
+  echo "racecheck rc=$?"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/sanitize.log"
 fi
 echo "[t=${SECONDS}s]"
 if has profile; then
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
   timeout 90 $NCU --profile-from-start off --cache-control none --clock-control none \
     --launch-count 120 --metrics gpu__time_duration.sum --csv $BIN/cuda_bench nogemv noattn profileb1 \
-    > "$OUT/ncu_b1.csv" 2> "$OUT/ncu_b1.err"; echo "ncu rc=$?"
-  python3 - "$OUT/ncu_b1.csv" <<'PY' | tee "$OUT/ncu_b1_summary.txt"
+    > "$OUT/ncu_b1.csv" 2> /dev/null; echo "ncu rc=$?"
+  python3 - "$OUT/ncu_b1.csv" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 hdr = rows[0]; ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
 tot = collections.defaultdict(float); cnt = collections.Counter()
 for r in rows[1:]:
-    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v * (1000 if r[ui] == "msecond" else 1)
+    u = r[ui]; v = float(r[vi].replace(",", "")) * {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}.get(u, 1.0)
     k = r[ki].split("(")[0][:90]; tot[k] += v; cnt[k] += 1
 print("ncu kernels %d, sum %.1f us" % (sum(cnt.values()), sum(tot.values())))
 for k, v in sorted(tot.items(), key=lambda x: -x[1]):

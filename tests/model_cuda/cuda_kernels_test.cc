@@ -430,40 +430,44 @@ TEST(CudaKernels, GemvSwigluMatchesCpu) {
   PD_REQUIRE_GPU();
   std::mt19937 rng(23);
   const int in = 1032, inter = 236;
-  for (int rows : {1, 2, 3, 4}) {
-    for (bool with_bias : {false, true}) {
-      auto x = RandBf(size_t(rows) * in, rng), w = RandBf(size_t(2 * inter) * in, rng, 0.05f);
-      auto bias = RandF(2 * inter, rng, 0.f, 0.3f);
-      DevBuf<uint16_t> d_x(x), d_w(w), d_gu(size_t(rows) * 2 * inter), d_ref(size_t(rows) * inter),
-          d_act(size_t(rows) * inter);
-      DevBuf<float> d_b(bias);
-      const float* b = with_bias ? d_b.p : nullptr;
-      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, 2 * inter, d_gu.p, false, nullptr));
-      LaunchSwiglu(d_gu.p, b, rows, inter, d_ref.p, nullptr);
-      ASSERT_TRUE(LaunchGemvSwiglu(d_x.p, rows, in, d_w.p, inter, b, d_act.p, nullptr));
-      CK(cudaDeviceSynchronize());
-      CK(cudaGetLastError());
-      const auto got = d_act.Get();
-      EXPECT_EQ(got, d_ref.Get()) << rows << " rows, bias " << with_bias;
-      std::vector<float> ref(size_t(rows) * inter);
-      for (int r = 0; r < rows; ++r) {
-        for (int i = 0; i < inter; ++i) {
-          double g = 0, u = 0;
-          for (int k = 0; k < in; ++k) {
-            const double xv = Bf16ToF32(x[size_t(r) * in + k]);
-            g += xv * Bf16ToF32(w[size_t(i) * in + k]);
-            u += xv * Bf16ToF32(w[size_t(inter + i) * in + k]);
+  for (int unroll : {8, 16}) {
+    SetGemvUnroll(unroll);
+    for (int rows : {1, 2, 3, 4}) {
+      for (bool with_bias : {false, true}) {
+        auto x = RandBf(size_t(rows) * in, rng), w = RandBf(size_t(2 * inter) * in, rng, 0.05f);
+        auto bias = RandF(2 * inter, rng, 0.f, 0.3f);
+        DevBuf<uint16_t> d_x(x), d_w(w), d_gu(size_t(rows) * 2 * inter);
+        DevBuf<uint16_t> d_ref(size_t(rows) * inter), d_act(size_t(rows) * inter);
+        DevBuf<float> d_b(bias);
+        const float* b = with_bias ? d_b.p : nullptr;
+        ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, 2 * inter, d_gu.p, false, nullptr));
+        LaunchSwiglu(d_gu.p, b, rows, inter, d_ref.p, nullptr);
+        ASSERT_TRUE(LaunchGemvSwiglu(d_x.p, rows, in, d_w.p, inter, b, d_act.p, nullptr));
+        CK(cudaDeviceSynchronize());
+        CK(cudaGetLastError());
+        const auto got = d_act.Get();
+        EXPECT_EQ(got, d_ref.Get()) << rows << " rows, bias " << with_bias;
+        std::vector<float> ref(size_t(rows) * inter);
+        for (int r = 0; r < rows; ++r) {
+          for (int i = 0; i < inter; ++i) {
+            double g = 0, u = 0;
+            for (int k = 0; k < in; ++k) {
+              const double xv = Bf16ToF32(x[size_t(r) * in + k]);
+              g += xv * Bf16ToF32(w[size_t(i) * in + k]);
+              u += xv * Bf16ToF32(w[size_t(inter + i) * in + k]);
+            }
+            if (with_bias) {
+              g += bias[i];
+              u += bias[inter + i];
+            }
+            ref[size_t(r) * inter + i] = float(g / (1 + std::exp(-g)) * u);
           }
-          if (with_bias) {
-            g += bias[i];
-            u += bias[inter + i];
-          }
-          ref[size_t(r) * inter + i] = float(g / (1 + std::exp(-g)) * u);
         }
+        EXPECT_LT(RelErr(ToF(got), ref), 1e-2) << rows << " rows, bias " << with_bias;
       }
-      EXPECT_LT(RelErr(ToF(got), ref), 1e-2) << rows << " rows, bias " << with_bias;
     }
   }
+  SetGemvUnroll(8);
   DevBuf<uint16_t> d_x(1032), d_w(2 * 6 * 1032), d_y(6);
   EXPECT_FALSE(LaunchGemvSwiglu(d_x.p, 1, 1032, d_w.p, 6, nullptr, d_y.p, nullptr));
 }
@@ -526,6 +530,71 @@ TEST(CudaKernels, ProgrammaticLaunchChainMatchesSerial) {
 // The decode GEMV against a double-precision reference: 1-4 rows (3 = a 2-row and a 1-row
 // launch), in not a multiple of the 2048-element unrolled step, bf16 and fp32 outputs; shapes it
 // does not cover are refused without touching the output.
+// The single-row GEMV with 16 loads in flight per lane (PD_CUDA_GEMV_UNROLL=16): row lengths
+// below, at and above one 4096-element step, bf16 and fp32 outputs.
+TEST(CudaKernels, GemvUnroll16MatchesCpu) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(19);
+  SetGemvUnroll(16);
+  for (auto [in, out] : std::vector<std::pair<int, int>>{{4096, 70}, {8200, 37}, {520, 300}}) {
+    auto x = RandBf(in, rng), w = RandBf(size_t(out) * in, rng, 0.05f);
+    DevBuf<uint16_t> d_x(x), d_w(w), d_y(out);
+    DevBuf<float> d_yf(out);
+    ASSERT_TRUE(LaunchGemv(d_x.p, 1, in, d_w.p, out, d_y.p, false, nullptr));
+    ASSERT_TRUE(LaunchGemv(d_x.p, 1, in, d_w.p, out, d_yf.p, true, nullptr));
+    CK(cudaDeviceSynchronize());
+    CK(cudaGetLastError());
+    std::vector<float> ref(out);
+    for (int o = 0; o < out; ++o) {
+      double acc = 0;
+      for (int i = 0; i < in; ++i) acc += double(Bf16ToF32(x[i])) * Bf16ToF32(w[size_t(o) * in + i]);
+      ref[o] = float(acc);
+    }
+    EXPECT_LT(RelErr(d_yf.Get(), ref), 1e-5) << "in " << in << ", out " << out;
+    EXPECT_LT(RelErr(ToF(d_y.Get()), ref), 5e-3) << "in " << in << ", out " << out;
+  }
+  SetGemvUnroll(8);
+}
+
+// The streaming GEMV (default) and the warp-per-row GEMV give bitwise the same sums (same
+// per-lane order); shapes with several rows per warp of the persistent grid, partial chunks,
+// 1/2/4 rows, bf16 and fp32 outputs, and both against the double-precision reference.
+TEST(CudaKernels, GemvStreamMatchesWarpGemv) {
+  PD_REQUIRE_GPU();
+  std::mt19937 rng(29);
+  for (int rows : {1, 2, 4}) {
+    for (auto [in, out] : std::vector<std::pair<int, int>>{{4104, 5000}, {14336, 300}, {24, 9}}) {
+      auto x = RandBf(size_t(rows) * in, rng), w = RandBf(size_t(out) * in, rng, 0.05f);
+      DevBuf<uint16_t> d_x(x), d_w(w), d_y0(size_t(rows) * out), d_y1(size_t(rows) * out);
+      DevBuf<float> d_f0(size_t(rows) * out), d_f1(size_t(rows) * out);
+      SetGemvStream(false);
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_y0.p, false, nullptr));
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_f0.p, true, nullptr));
+      SetGemvStream(true);
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_y1.p, false, nullptr));
+      ASSERT_TRUE(LaunchGemv(d_x.p, rows, in, d_w.p, out, d_f1.p, true, nullptr));
+      CK(cudaDeviceSynchronize());
+      CK(cudaGetLastError());
+      EXPECT_EQ(d_y0.Get(), d_y1.Get()) << rows << " rows, in " << in << ", out " << out;
+      const auto f1 = d_f1.Get();
+      EXPECT_EQ(d_f0.Get(), f1) << rows << " rows, in " << in << ", out " << out;
+      std::vector<float> ref(size_t(rows) * out);
+      for (int r = 0; r < rows; ++r) {
+        for (int o = 0; o < out; o += 7) {  // every 7th output: the double loop is slow
+          double acc = 0;
+          for (int i = 0; i < in; ++i) {
+            acc += double(Bf16ToF32(x[size_t(r) * in + i])) * Bf16ToF32(w[size_t(o) * in + i]);
+          }
+          ref[size_t(r) * out + o] = float(acc);
+        }
+      }
+      std::vector<float> got(ref.size(), 0.f);
+      for (size_t e = 0; e < ref.size(); ++e) got[e] = (e % out) % 7 == 0 ? f1[e] : 0.f;
+      EXPECT_LT(RelErr(got, ref), 1e-5) << rows << " rows, in " << in << ", out " << out;
+    }
+  }
+}
+
 TEST(CudaKernels, GemvMatchesCpu) {
   PD_REQUIRE_GPU();
   std::mt19937 rng(17);

@@ -1,6 +1,7 @@
 // Element-wise and per-row kernels of the CUDA backend (see cuda_kernels.h for contracts).
 #include <cuda_bf16.h>
 
+#include "model/cuda/cuda_gemv_stream.h"
 #include "model/cuda/cuda_kernels.h"
 #include "model/cuda/cuda_pdl.cuh"
 
@@ -180,7 +181,7 @@ __global__ void SwigluKernel(const bf16_t* gu, const float* bias, int inter, int
 // y[r, o] = sum_i x[r, i] w[o, i] for R rows: one warp per output row, 16-byte streaming loads
 // of w (8 in flight per lane; the first chunk is issued before PdlWait, so it streams while the
 // previous kernel drains), x through the read-only cache, fp32 accumulation.
-constexpr int kGemvWarps = 8, kGemvUnroll = 8;
+constexpr int kGemvWarps = 8;
 
 template <int U>
 __device__ __forceinline__ void GemvLoadChunk(uint4* wv, const bf16_t* wr, int base, int in) {
@@ -194,36 +195,29 @@ __device__ __forceinline__ void GemvLoadChunk(uint4* wv, const bf16_t* wr, int b
 // kOut: 0 = bf16 y, 1 = fp32 y, 2 = SwiGLU: w is the fused [gate; up] weight of 2 * out rows,
 // warps 0-3 of CTA b compute gate rows 4b..4b+3 and warps 4-7 the matching up rows, and y is
 // bf16 act = silu(bf16(g) + bias[i]) * (bf16(u) + bias[out + i]) (LaunchSwiglu's rounding).
-template <int R, int kOut>
+// U: 16-byte loads in flight per lane (8, or 16 for single-row launches: an 8 KB row in one go).
+template <int R, int kOut, int U>
 __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __restrict__ x, int in,
                                                               const bf16_t* __restrict__ w,
                                                               int out, void* __restrict__ y,
-                                                              const float* __restrict__ bias,
-                                                              bool l2_prefetch) {
+                                                              const float* __restrict__ bias) {
   PdlTrigger();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int o = kOut == 2 ? (warp < 4 ? 4 * blockIdx.x + warp : out + 4 * blockIdx.x + warp - 4)
                           : blockIdx.x * kGemvWarps + warp;
   if constexpr (kOut == 2) out *= 2;
   const bf16_t* wr = w + int64_t(o < out ? o : 0) * in;
-  uint4 wv[kGemvUnroll];
-  GemvLoadChunk<kGemvUnroll>(wv, wr, lane * 8, o < out ? in : 0);
-  if (l2_prefetch && o < out) {  // the second chunk into L2 while the predecessor drains
-#pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) {
-      const int i = lane * 8 + (kGemvUnroll + u) * 256;
-      if (i < in) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i));
-    }
-  }
+  uint4 wv[U];
+  GemvLoadChunk<U>(wv, wr, lane * 8, o < out ? in : 0);
   PdlWait();
   if (o >= out) return;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  for (int base = lane * 8; base < in; base += 256 * kGemvUnroll) {
-    if (base != lane * 8) GemvLoadChunk<kGemvUnroll>(wv, wr, base, in);
+  for (int base = lane * 8; base < in; base += 256 * U) {
+    if (base != lane * 8) GemvLoadChunk<U>(wv, wr, base, in);
 #pragma unroll
-    for (int u = 0; u < kGemvUnroll; ++u) {
+    for (int u = 0; u < U; ++u) {
       const int i = base + u * 256;
       if (i >= in) break;
       const uint32_t ww[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
@@ -254,7 +248,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __re
     if (warp < 4 && lane == 0) {
       for (int r = 0; r < R; ++r) {
         const float g = Bf(ToBf(acc[r])) + (bias ? bias[o] : 0.f);
-        static_cast<bf16_t*>(y)[int64_t(r) * inter + o] = ToBf(g / (1.f + __expf(-g)) * up[r][warp]);
+        const float act = g / (1.f + __expf(-g)) * up[r][warp];
+        static_cast<bf16_t*>(y)[int64_t(r) * inter + o] = ToBf(act);
       }
     }
   } else if (lane == 0) {
@@ -269,17 +264,29 @@ __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __re
   }
 }
 
-bool g_gemv_l2_prefetch = true;
+int g_gemv_unroll = 8;
+bool g_gemv_stream = true;
+
+template <int R, int U>
+void LaunchGemvRU(const bf16_t* x, int in, const bf16_t* w, int out, void* y, int mode,
+                  const float* bias, cudaStream_t stream) {
+  const int grid = mode == 2 ? out / 4 : (out + kGemvWarps - 1) / kGemvWarps;
+  const dim3 blk(kGemvWarps * 32);
+  if (mode == 0) LaunchPdl(GemvKernel<R, 0, U>, grid, blk, 0, stream, x, in, w, out, y, bias);
+  if (mode == 1) LaunchPdl(GemvKernel<R, 1, U>, grid, blk, 0, stream, x, in, w, out, y, bias);
+  if (mode == 2) LaunchPdl(GemvKernel<R, 2, U>, grid, blk, 0, stream, x, in, w, out, y, bias);
+}
 
 template <int R>
 void LaunchGemvR(const bf16_t* x, int in, const bf16_t* w, int out, void* y, int mode,
                  const float* bias, cudaStream_t stream) {
-  const int grid = mode == 2 ? out / 4 : (out + kGemvWarps - 1) / kGemvWarps;
-  const bool pf = g_gemv_l2_prefetch && ProgrammaticLaunchEnabled();
-  const dim3 blk(kGemvWarps * 32);
-  if (mode == 0) LaunchPdl(GemvKernel<R, 0>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
-  if (mode == 1) LaunchPdl(GemvKernel<R, 1>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
-  if (mode == 2) LaunchPdl(GemvKernel<R, 2>, grid, blk, 0, stream, x, in, w, out, y, bias, pf);
+  if (g_gemv_stream && mode != 2) {
+    LaunchGemvStreamRows(x, R, in, w, out, y, mode == 1, stream);
+  } else if (R == 1 && g_gemv_unroll == 16) {
+    LaunchGemvRU<1, 16>(x, in, w, out, y, mode, bias, stream);
+  } else {
+    LaunchGemvRU<R, 8>(x, in, w, out, y, mode, bias, stream);
+  }
 }
 
 __device__ __forceinline__ uint64_t SplitMix64(uint64_t x) {
@@ -468,7 +475,8 @@ bool g_pdl = true;
 }  // namespace
 
 void SetProgrammaticLaunch(bool on) { g_pdl = on; }
-void SetGemvL2Prefetch(bool on) { g_gemv_l2_prefetch = on; }
+void SetGemvUnroll(int u) { g_gemv_unroll = u == 16 ? 16 : 8; }
+void SetGemvStream(bool on) { g_gemv_stream = on; }
 bool ProgrammaticLaunchEnabled() { return g_pdl; }
 
 namespace {

@@ -85,9 +85,14 @@ bool LaunchGemv(const bf16_t* x, int rows, int in, const bf16_t* w, int out, voi
 // drains (the GEMV streams its first weight chunk before it waits for its input).
 void SetProgrammaticLaunch(bool on);
 bool ProgrammaticLaunchEnabled();
-// With programmatic launch on, the GEMV also prefetches its second weight chunk into L2 before it
-// waits (default on; PD_CUDA_GEMV_PREFETCH=0 in the runner turns it off).
-void SetGemvL2Prefetch(bool on);
+// 16-byte weight loads in flight per lane of the single-row GEMV (process-wide): 8 (default) or
+// 16 (PD_CUDA_GEMV_UNROLL=16 in the runner); other values mean 8. Multi-row launches use 8.
+void SetGemvUnroll(int unroll);
+// LaunchGemv's kernel for bf16/fp32 outputs (process-wide): true (default) = persistent
+// streaming GEMV (two CTAs per SM, each warp streams its rows' 4 KB chunks through a 3-stage
+// cp.async ring, cuda_gemv_stream.cu); false (PD_CUDA_GEMV_STREAM=0 in the runner) = one warp
+// per row, 8 (or SetGemvUnroll) 16-byte loads in flight per lane. Same sums, same order.
+void SetGemvStream(bool on);
 
 // LaunchGemv of the fused [gate; up] weight wgu [2 inter, in] with LaunchSwiglu fused into its
 // epilogue: act[r, i] = bf16(silu(bf16(g) + bias[i]) * (bf16(u) + bias[inter + i])), bias
@@ -117,7 +122,8 @@ struct AttnArgs {
 
 // Split-KV (flash-decoding) attention on CUDA cores: one query row at a time, any row of any
 // sequence (decode rows and, for head dims without a tensor-core path, prefill rows). `splits`
-// partitions each row's key range; workspace must hold AttnWorkspaceFloats(rows, nh, D, splits).
+// (clamped to 1..64) partitions each row's key range; workspace must hold
+// AttnWorkspaceFloats(rows, nh, D, splits).
 size_t AttnWorkspaceFloats(int rows, int num_heads, int head_dim, int splits);
 void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
                            cudaStream_t stream);
