@@ -13,21 +13,24 @@
 # 10k/1k: 1024 output tokens). Steps stop starting once TIME_BUDGET seconds have passed.
 # Binaries: scripts/build-device.sh (carry .dev/gpu); a dynamic build carries lib/.
 # Usage there: bash scripts/device-serve.sh   (results: $OUT/summary.txt, $OUT/serve.tar.gz)
-#   ARMS="mirror tcp local" FULL_ARMS=local TIME_BUDGET=540 SKIP_UNSEEN=1 (defaults shown)
+#   ARMS="mirror tcp local" FULL_ARMS=local FULL="1k1k 10k1k" TIME_BUDGET=540 (defaults shown)
+#   KVBENCH_SLOTS="16 64": also kvtransfer_bench gpu with that many bounce slots (~20 s each)
 set -u
 OUT=${OUT:-/tmp/out}
 ARMS=${ARMS:-mirror tcp local}
 FULL_ARMS=${FULL_ARMS:-local}
+FULL=${FULL:-1k1k 10k1k}     # which full presets FULL_ARMS run
 TB=${TIME_BUDGET:-540}
 SHORT_OUT=${SHORT_OUT:-128}
 R=/tmp/pd/results
+rm -rf "$R"
 mkdir -p /tmp/pd "$R/logs" "$OUT"
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 stamp() { echo "[$(el)s] $*" | tee -a "$R/summary.txt"; }
 left() { [ "$(el)" -lt "$TB" ]; }
-tar -C /tmp/pd -xJf .dev/gpu/bin.tar.xz
-B=/tmp/pd/bin
+CONFIG=${CONFIG:-configs/h100-1p1d.yaml}  # dry runs here: a CPU config and BIN=<build>/bin dir
+if [ -n "${BIN:-}" ]; then B=$BIN; else tar -C /tmp/pd -xJf .dev/gpu/bin.tar.xz; B=/tmp/pd/bin; fi
 export LD_LIBRARY_PATH=/tmp/pd/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if [ -z "${SKIP_UNSEEN:-1}" ]; then
   printf '#!/bin/sh\nLD_LIBRARY_PATH=/tmp/pd/lib exec %s/pd-generate "$@"\n' "$B" > /tmp/pd/pd-generate.sh
@@ -41,7 +44,7 @@ fi
 
 # Model: one random layer copied to 32 (same shapes and timings; ~15 s instead of ~85 s), in
 # /dev/shm when it has room (the daemons read it from the page cache either way).
-if [ ! -f models/llama-3.1-8b/config.json ]; then
+if [ ! -f models/llama-3.1-8b/config.json ] && [ -z "${BIN:-}" ]; then
   MD=/dev/shm
   avail=$(df -Pk "$MD" 2>/dev/null | awk 'NR==2 {print $4}')
   [ "${avail:-0}" -gt 20000000 ] && [ -w "$MD" ] || MD=$PWD/models
@@ -60,7 +63,12 @@ SHORT_WL=("1k-$SHORT_OUT|--preset 1k/1k --output-len $SHORT_OUT --concurrency 16
           "10k-$SHORT_OUT|--preset 10k/1k --output-len $SHORT_OUT --concurrency 4 --num-requests 12 --warmup 1 --seed 12")
 FULL_WL=("1k1k|--preset 1k/1k --concurrency 16 --num-requests 48 --warmup 2 --seed 13"
          "10k1k|--preset 10k/1k --concurrency 4 --num-requests 12 --warmup 1 --seed 14")
-PROBE=$(python3 -c "print(','.join(str((i * 7919 + 13) % 32000) for i in range(300)))")
+if [ -n "${DRY:-}" ]; then  # mechanics check on a CPU config (tiny model, small loads)
+  SHORT_WL=("dry|--input-len 64 --output-len 8 --concurrency 4 --num-requests 8 --warmup 1 --seed 11")
+  FULL_WL=()
+fi
+PROBE=$(python3 -c "print(','.join(str((i * 7919 + 13) % ${PROBE_VOCAB:-32000}) for i in range(300)))")
+ADDR=${ADDR:-127.0.0.1:8000}
 
 arm_config() {  # arm -> config path
   local kind=tcp gpu_kv=auto batch=
@@ -73,14 +81,14 @@ arm_config() {  # arm -> config path
   sed -e "s/kind: [a-z]*,/kind: $kind,/" -e "s/gpu_kv: [a-z]*/gpu_kv: $gpu_kv/" \
     ${batch:+-e "s/max_batch_tokens: 2048/max_batch_tokens: 16384/"} \
     ${batch:+-e "s/prefill_chunk_tokens: 2048/prefill_chunk_tokens: 8192/"} \
-    configs/h100-1p1d.yaml > "/tmp/pd/h100-1p1d-$1.yaml"
-  echo "/tmp/pd/h100-1p1d-$1.yaml"
+    "$CONFIG" > "/tmp/pd/serve-$1.yaml"
+  echo "/tmp/pd/serve-$1.yaml"
 }
 
 run_bench() {  # arm, name, args...
   local arm=$1 name=$2; shift 2
   # shellcheck disable=SC2068
-  timeout 300 "$B/pd-bench" --no-progress --json --slo-ttft-ms 500 --slo-tpot-ms 50 $@ \
+  timeout "${BENCH_TIMEOUT:-200}" "$B/pd-bench" --addr "$ADDR" --no-progress --json --slo-ttft-ms 500 --slo-tpot-ms 50 $@ \
     > "$R/bench-$arm-$name.json" 2> "$R/bench-$arm-$name.err"
   stamp "$arm $name rc $? ($*)"
 }
@@ -99,7 +107,7 @@ for arm in $ARMS; do
   stamp "$arm: $(grep -c '^ready' "$R/up-$arm.txt") ready"
   grep -h "registered with\|host mirror\|GPU arenas on device" "$R/logs/$arm"/*.log |
     sed 's/^.*\] //' | tee -a "$R/summary.txt"
-  "$B/pd-client" --ids "$PROBE" --max-tokens 16 --ignore-eos --print-ids > "$R/probe-$arm.txt" \
+  "$B/pd-client" --addr "$ADDR" --ids "$PROBE" --max-tokens 16 --ignore-eos --print-ids > "$R/probe-$arm.txt" \
     2> "$R/probe-$arm.err"
   stamp "$arm probe: $(head -c 100 "$R/probe-$arm.txt") | $(tail -1 "$R/probe-$arm.err")"
   for wl in "${SHORT_WL[@]}"; do
@@ -107,11 +115,21 @@ for arm in $ARMS; do
   done
   if [[ " $FULL_ARMS " == *" $arm "* ]]; then
     for wl in "${FULL_WL[@]}"; do
-      left && run_bench "$arm" "${wl%%|*}" ${wl#*|}
+      [[ " $FULL " == *" ${wl%%|*} "* ]] && left && run_bench "$arm" "${wl%%|*}" ${wl#*|}
     done
   fi
   kill -TERM $UP; wait $UP
-  grep -h "prefill failed\|error\|fallback" "$R/logs/$arm"/*.log | head -5
+  stamp "$arm: $(cat "$R/logs/$arm"/*.log | grep -cE "prefill failed|fall(ing)? ?back") log lines about failed prefills / fallbacks"
+done
+
+# The transfer engine alone (docs/kvtransfer.md "GPU arenas"): bounce pipeline vs loopback TCP
+# vs the pinned copy ceiling, default 16 bounce slots and 64.
+for slots in ${KVBENCH_SLOTS:-}; do
+  left || break
+  timeout 120 "$B/kvtransfer_bench" gpu --bytes 256M --runs 3 --chunks 256K,1M --paths 1,4 \
+    --slots "$slots" > "$R/kvbench-slots$slots.txt" 2>&1
+  stamp "kvtransfer_bench gpu --slots $slots rc $?"
+  cat "$R/kvbench-slots$slots.txt" | tee -a "$R/summary.txt"
 done
 
 python3 - "$R" <<'EOF' | tee -a "$R/summary.txt"
