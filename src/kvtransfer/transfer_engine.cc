@@ -71,10 +71,6 @@ struct TransferEngine::Impl final : TransportHost {
       if (a.kind == MemoryKind::kCuda) gpu = &a;
     }
     if (gpu == nullptr) return OkStatus();
-    if (opt.transport == "rdma") {
-      return Unimplemented("kvtransfer: GPU arenas over rdma (GPUDirect or pinned staging) are "
-                           "not built; use tcp (bounce buffers) or local (CUDA IPC)");
-    }
     if (opt.staging_slots < 2 || opt.staging_slots > 1024) {
       return InvalidArgument("kvtransfer: staging_slots must be in [2, 1024]");
     }

@@ -53,8 +53,9 @@ using PeerId = uint32_t;      // engine-local handle of a loaded remote agent, n
 using TransferId = uint64_t;  // never 0
 
 // One registered memory region (e.g. the KV arena). Registered once, before Start().
-// kCuda arenas (cudaMalloc'd, all on one device) work with the tcp transport (bounce-buffer
-// staging, see EngineOptions::staging_slots) and the local transport (CUDA IPC); not with rdma.
+// kCuda arenas (cudaMalloc'd, all on one device) work with the tcp and rdma transports
+// (bounce-buffer staging, see EngineOptions::staging_slots; rdma: WRITE only, no GPUDirect) and
+// the local transport (CUDA IPC).
 struct ArenaSpec {
   void* base = nullptr;
   size_t bytes = 0;
@@ -97,7 +98,7 @@ struct EngineOptions {
   std::string name = "agent";       // agent name, carried in metadata and every connection
   // "tcp", "local" (same host: the peer's arenas are mapped and copied into directly; host
   // arenas must come from AllocateShareableHostMemory, GPU arenas are shared by CUDA IPC), or
-  // "rdma" (host arenas only).
+  // "rdma" (WRITE only; GPU arenas through pinned bounce buffers, see staging_slots).
   std::string transport = "tcp";
   uint64_t compat_hash = 0;         // KvLayout::CompatHash(); peers must match
   // TCP: where to listen, and which addresses the metadata advertises (path i connects to
@@ -121,6 +122,10 @@ struct EngineOptions {
   // next chunks overlap the sending of earlier ones; on the receive side each chunk is copied
   // host->device as it lands and acknowledged only after that copy finished (so completions and
   // notifications follow the data into GPU memory).
+  // rdma: a pinned, registered send ring and receive ring of min(staging_slots, 128) slots per
+  // peer connection; a WRITE's chunk is posted from its send slot after its device->host copy,
+  // a chunk for a GPU arena lands in a slot of the receiver's ring and is copied host->device
+  // before the receiver hands the slot's credit back, which is what acknowledges the chunk.
   int staging_slots = 16;
   // The copier for GPU arenas; null = the CUDA copier for the arenas' device (MakeCudaCopier).
   // Tests inject a FakeDeviceCopier (host memory standing in for the GPU).

@@ -106,9 +106,9 @@ struct Rig {
 
 // Waits for the transfer; at the moment the notification is visible the destination must hold
 // every byte (the ACK, hence completion and notification, follow the host->device copy).
+// `o` carries the transport and its options (default tcp).
 inline void WriteWithNotificationCase(const Backend& b, bool src_dev, bool dst_dev,
-                                      size_t n = 24 << 20) {
-  EngineOptions o;
+                                      size_t n = 24 << 20, EngineOptions o = {}) {
   o.chunk_bytes = 256 << 10;
   Rig r(b, n, src_dev, dst_dev, o);
   const auto data = Random(n, 11);

@@ -60,6 +60,7 @@ Status FakeVerbs::ConnectQp(uint32_t qpn, const QpAddress& remote) {
 Status FakeVerbs::PostWrite(uint32_t qpn, uint64_t wr_id, std::span<const Sge> sges,
                             uint64_t remote_addr, uint32_t rkey, std::optional<uint32_t> imm) {
   QpAddress remote;
+  bool local_ok = true;  // every SGE inside a local MR of its lkey (else a protection error)
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = qps_.find(qpn);
@@ -67,12 +68,20 @@ Status FakeVerbs::PostWrite(uint32_t qpn, uint64_t wr_id, std::span<const Sge> s
     if (!it->second.connected) return FailedPrecondition("fake verbs: QP not in RTS");
     remote = it->second.remote;
     it->second.writes++;
+    for (const Sge& s : sges) {
+      auto mr = mrs_.find(s.lkey ^ 0xABCD0000u);
+      local_ok = local_ok && mr != mrs_.end() && mr->second.lkey == s.lkey &&
+                 s.addr >= mr->second.addr && s.length <= mr->second.length &&
+                 s.addr - mr->second.addr <= mr->second.length - s.length;
+    }
   }
   uint64_t total = 0;
   for (const Sge& s : sges) total += s.length;
   FakeVerbs* peer = fabric_->Find(remote.lid);
   WcStatus st = WcStatus::kSuccess;
-  if (peer == nullptr) {
+  if (!local_ok) {
+    st = WcStatus::kOther;  // local protection error: nothing is sent
+  } else if (peer == nullptr) {
     st = WcStatus::kRetryExceeded;
   } else {
     std::lock_guard<std::mutex> pl(peer->mu_);

@@ -1,6 +1,7 @@
 // FakeVerbs: an in-memory RDMA fabric implementing the Verbs interface, for unit tests of the
 // RDMA transport logic (QP setup, chunk spraying, completions, errors). A WRITE is checked
-// against the target MR (rkey and bounds, else a remote access error completion), copied, and
+// against the local MRs (lkey and bounds of every SGE, else an error completion) and the
+// target MR (rkey and bounds, else a remote access error completion), copied, and
 // completes on the sender's CQ; WRITE_WITH_IMM also consumes a posted receive on the peer QP
 // and completes there. Completions can be held back (hold_completions) to test ordering and
 // outstanding limits; a device can be killed to test peer failure.

@@ -6,7 +6,9 @@
 namespace pd::kvtransfer::rdma {
 namespace {
 constexpr uint64_t kRecvWrBit = 1ull << 63;
-constexpr int kRecvDepth = 64;  // receives posted per QP for notifications
+// Receives posted per QP: notifications, staged chunks (receive side) and their credits (send
+// side) all consume one; at most notify_slots + kMaxStageSlots are outstanding per direction.
+constexpr int kRecvDepth = 200;
 }  // namespace
 
 RdmaChannel::RdmaChannel(Verbs* verbs, std::vector<MemoryRegion> local, ChannelOptions options,
@@ -18,7 +20,7 @@ Status RdmaChannel::Init() {
   staging_.assign(ring_.size(), 0);
   PD_ASSIGN_OR_RETURN(ring_mr_, verbs_->RegisterMemory(ring_.data(), ring_.size()));
   PD_ASSIGN_OR_RETURN(staging_mr_, verbs_->RegisterMemory(staging_.data(), staging_.size()));
-  return OkStatus();
+  return InitStaging();
 }
 
 RemoteRegion RdmaChannel::notify_ring() const {
@@ -65,8 +67,12 @@ StatusOr<TransferId> RdmaChannel::Post(std::vector<Segment> segs, std::string no
       return OutOfRange("rdma: segment outside a registered region");
     }
   }
+  bool staged = false, stage_local = false;
+  PD_RETURN_IF_ERROR(CheckStaged(segs, &staged, &stage_local));
   const TransferId id = next_id_++;
   Xfer& x = xfers_[id];
+  x.staged = staged;
+  x.stage_local = stage_local;
   for (const Segment& s : segs) x.bytes += s.length;
   x.segs = std::move(segs);
   x.notify = std::move(notify);
@@ -168,6 +174,7 @@ void RdmaChannel::Advance() {
     }
   }
   for (TransferId id : expired) Finish(id, DeadlineExceeded("rdma: transfer missed its deadline"));
+  PumpRx();
   if (live_qps() == 0) {
     std::vector<TransferId> all;
     for (auto& [id, x] : xfers_) {
@@ -184,6 +191,7 @@ void RdmaChannel::Advance() {
       PostNotify(id, x);
     }
   }
+  PumpStaged();
   while (!queue_.empty()) {
     auto it = xfers_.find(queue_.front());
     if (it == xfers_.end() || it->second.result.state != TransferState::kInProgress ||
@@ -191,14 +199,20 @@ void RdmaChannel::Advance() {
       queue_.pop_front();
       continue;
     }
-    if (!PostChunk(it->first, it->second)) break;
+    Xfer& x = it->second;
+    if (x.staged ? !CutStaged(it->first, x) : !PostChunk(it->first, x)) break;
   }
+  PumpStaged();
 }
 
 void RdmaChannel::OnCompletion(const Completion& c) {
   if (c.wr_id & kRecvWrBit) {  // a notification arrived (after its data, by construction)
-    if (c.status == WcStatus::kSuccess && c.opcode == WcOpcode::kRecvRdmaWithImm &&
-        c.imm < opt_.notify_slots && c.byte_len <= opt_.notify_slot_bytes) {
+    const bool ok = c.status == WcStatus::kSuccess && c.opcode == WcOpcode::kRecvRdmaWithImm;
+    if (ok && (c.imm & kImmData)) {
+      OnStagedData(c);
+    } else if (ok && (c.imm & kImmCredit)) {
+      OnCredit(c.imm);
+    } else if (ok && c.imm < opt_.notify_slots && c.byte_len <= opt_.notify_slot_bytes) {
       const uint64_t off = static_cast<uint64_t>(c.imm) * opt_.notify_slot_bytes;
       notes_.emplace_back(reinterpret_cast<const char*>(ring_.data() + off), c.byte_len);
     }
@@ -214,6 +228,7 @@ void RdmaChannel::OnCompletion(const Completion& c) {
   q.outstanding--;
   q.inflight -= wr.bytes;
   if (wr.notify) notify_outstanding_--;
+  if (wr.tx_slot >= 0) tx_free_.push_back(wr.tx_slot);  // the NIC is done reading it
   auto x = xfers_.find(wr.xfer);
   if (c.status != WcStatus::kSuccess) {
     q.alive = false;  // an RC QP in error state flushes everything after
@@ -224,20 +239,25 @@ void RdmaChannel::OnCompletion(const Completion& c) {
     return;
   }
   const int64_t rtt = std::max<int64_t>(1, clock_.NowNs() - wr.post_ns);
+  if (wr.credit) return;
   if (!wr.notify) {
     q.cc->OnAck(wr.bytes, rtt);
     selector_->OnRtt(wr.qp, rtt);
   }
   if (x == xfers_.end() || x->second.result.state != TransferState::kInProgress) return;
+  if (wr.remote_staged) return;  // acknowledged when the peer returns the slot's credit
   Xfer& xf = x->second;
-  if (wr.notify) {
-    xf.notify_done = true;
-  } else {
-    xf.acked += wr.bytes;
-  }
+  if (wr.notify) xf.notify_done = true;
+  Acked(wr.xfer, xf, wr.notify ? 0 : wr.bytes);
+}
+
+// `bytes` more of the transfer are in the destination memory; after the last the notification
+// goes out, and after the notification (or without one) the transfer is done.
+void RdmaChannel::Acked(TransferId id, Xfer& xf, uint64_t bytes) {
+  xf.acked += bytes;
   if (xf.acked < xf.bytes) return;
-  if (!xf.notify.empty() && !xf.notify_posted) PostNotify(wr.xfer, xf);
-  if (xf.notify.empty() || xf.notify_done) Finish(wr.xfer, OkStatus());
+  if (!xf.notify.empty() && !xf.notify_posted) PostNotify(id, xf);
+  if (xf.notify.empty() || xf.notify_done) Finish(id, OkStatus());
 }
 
 void RdmaChannel::Finish(TransferId id, const Status& st) {

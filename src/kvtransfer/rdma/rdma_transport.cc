@@ -1,6 +1,9 @@
 // "rdma" transport: RdmaChannel per peer over a Verbs device (libibverbs via dlopen, or an
 // injected factory in tests). QPs are set up over a TCP bootstrap connection per peer, which
 // also reports the peer's death. A progress thread drives every channel's completions.
+// GPU arenas are never registered with the NIC: their channels stage them through pinned
+// bounce rings (rdma_stage.cc); the bootstrap says which arenas are GPU memory and where each
+// side's receive staging ring is.
 // The real-hardware path has NOT run (no RDMA NIC on any project machine).
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -8,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -45,13 +49,16 @@ bool RecvStr(int fd, std::string& s) {
   return n == 0 || recv(fd, s.data(), n, MSG_WAITALL) == static_cast<ssize_t>(n);
 }
 
-// Bootstrap message: identity + QPs + memory regions + notification ring.
+// Bootstrap message: identity + QPs + memory regions (and which are GPU memory) +
+// notification ring + receive staging ring (GPU destinations).
 struct Boot {
   std::string name, verdict = "OK";
   uint64_t incarnation = 0, expected = 0, compat = 0;
   std::vector<QpAddress> qps;
   std::vector<RemoteRegion> regions;
-  RemoteRegion ring;
+  std::vector<bool> device;  // per region
+  RemoteRegion ring, stage;
+  uint32_t stage_slots = 0;
 };
 std::string Encode(const Boot& b) {
   std::ostringstream o;
@@ -62,7 +69,11 @@ std::string Encode(const Boot& b) {
   }
   o << " " << b.regions.size();
   for (const auto& r : b.regions) o << " " << r.addr << " " << r.length << " " << r.rkey;
-  o << " " << b.ring.addr << " " << b.ring.length << " " << b.ring.rkey << "\n" << b.verdict;
+  o << " " << b.ring.addr << " " << b.ring.length << " " << b.ring.rkey;
+  o << " " << b.stage.addr << " " << b.stage.length << " " << b.stage.rkey << " " << b.stage_slots
+    << " d";  // device flags, one character per region
+  for (bool d : b.device) o << (d ? '1' : '0');
+  o << "\n" << b.verdict;
   return o.str();
 }
 bool Decode(const std::string& s, Boot& b) {
@@ -85,7 +96,11 @@ bool Decode(const std::string& s, Boot& b) {
     in >> r.addr >> r.length >> r.rkey;
     b.regions.push_back(r);
   }
+  std::string flags;
   in >> b.ring.addr >> b.ring.length >> b.ring.rkey;
+  in >> b.stage.addr >> b.stage.length >> b.stage.rkey >> b.stage_slots >> flags;
+  if (flags.size() != nr + 1 || flags[0] != 'd') return false;
+  for (size_t i = 0; i < nr; ++i) b.device.push_back(flags[i + 1] == '1');
   in.ignore(1);
   std::getline(in, b.verdict, '\0');
   return !in.bad();
@@ -152,6 +167,7 @@ class RdmaTransport final : public Transport {
     b.incarnation = inc_;
     b.compat = opt_.compat_hash;
     for (const auto& m : mrs_) b.regions.push_back({m.addr, m.length, m.rkey});
+    b.device = device_;
     return b;
   }
 
@@ -160,6 +176,7 @@ class RdmaTransport final : public Transport {
   TransportHost* host_;
   std::unique_ptr<rdma::Verbs> verbs_;
   std::vector<MemoryRegion> mrs_;
+  std::vector<bool> device_;  // per arena: GPU memory, staged (not registered)
   int listen_fd_ = -1, port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread acceptor_, progress_;
@@ -179,6 +196,12 @@ Status RdmaTransport::Start(const std::vector<wire::Region>& regions) {
     }
   }
   for (const auto& r : regions) {
+    device_.push_back(r.device);
+    if (r.device) {  // staged through the copier; the NIC never sees it
+      if (!opt_.device_copier) return FailedPrecondition("kvtransfer rdma: GPU arena without a device copier");
+      mrs_.push_back({reinterpret_cast<uint64_t>(r.base), r.bytes, 0, 0});
+      continue;
+    }
     PD_ASSIGN_OR_RETURN(MemoryRegion mr, verbs_->RegisterMemory(r.base, r.bytes));
     mrs_.push_back(mr);
   }
@@ -207,6 +230,14 @@ std::unique_ptr<RdmaChannel> RdmaTransport::NewChannel(std::vector<uint32_t>* qp
   co.cc = opt_.cc;
   co.policy = opt_.path_policy;
   auto ch = std::make_unique<RdmaChannel>(verbs_.get(), mrs_, co, SteadyClock::Get());
+  if (std::find(device_.begin(), device_.end(), true) != device_.end()) {
+    rdma::StageConfig sc;
+    sc.copier = opt_.device_copier;
+    sc.local_device = device_;
+    sc.slots = static_cast<uint32_t>(
+        std::clamp<int>(opt_.staging_slots, 2, static_cast<int>(RdmaChannel::kMaxStageSlots)));
+    if (!ch->EnableStaging(std::move(sc)).ok()) return nullptr;
+  }
   if (!ch->Init().ok()) return nullptr;
   for (int i = 0; i < opt_.num_paths; ++i) {
     auto q = verbs_->CreateQp();
@@ -246,6 +277,8 @@ Status RdmaTransport::ConnectLocked(PeerId id) {
     return Unavailable("kvtransfer rdma: QP setup failed");
   }
   me.ring = ch->notify_ring();
+  me.stage = ch->stage_ring();
+  me.stage_slots = ch->stage_slots();
   std::string reply;
   Boot peer;
   if (!SendStr(fd, Encode(me)) || !RecvStr(fd, reply) || !Decode(reply, peer)) {
@@ -256,10 +289,17 @@ Status RdmaTransport::ConnectLocked(PeerId id) {
     close(fd);
     return FailedPrecondition(peer.verdict);
   }
-  for (size_t i = 0; i < qps.size() && i < peer.qps.size(); ++i) {
-    PD_RETURN_IF_ERROR(verbs_->ConnectQp(qps[i], peer.qps[i]));
+  Status st;
+  for (size_t i = 0; st.ok() && i < qps.size() && i < peer.qps.size(); ++i) {
+    st = verbs_->ConnectQp(qps[i], peer.qps[i]);
   }
-  PD_RETURN_IF_ERROR(ch->SetPeer(qps, peer.regions, peer.ring));
+  if (st.ok()) st = ch->SetPeer(qps, peer.regions, peer.ring);
+  if (st.ok()) st = ch->SetPeerStaging(peer.device, peer.stage, peer.stage_slots);
+  if (!st.ok()) {
+    close(fd);
+    for (uint32_t q : qps) verbs_->DestroyQp(q);
+    return st;
+  }
   p.fd = fd;
   p.ch = std::move(ch);
   p.qps = qps;
@@ -288,12 +328,17 @@ void RdmaTransport::AcceptLoop() {
                    std::to_string(inc_) + " (reload its metadata)";
     }
     if (!ch) me.verdict = "kvtransfer rdma: QP setup failed";
-    if (ch) me.ring = ch->notify_ring();
+    if (ch) {
+      me.ring = ch->notify_ring();
+      me.stage = ch->stage_ring();
+      me.stage_slots = ch->stage_slots();
+    }
     bool ok = me.verdict == "OK";
     for (size_t i = 0; ok && i < qps.size() && i < them.qps.size(); ++i) {
       ok = verbs_->ConnectQp(qps[i], them.qps[i]).ok();
     }
-    ok = ok && ch->SetPeer(qps, them.regions, them.ring).ok();
+    ok = ok && ch->SetPeer(qps, them.regions, them.ring).ok() &&
+         ch->SetPeerStaging(them.device, them.stage, them.stage_slots).ok();
     SendStr(fd, Encode(me));
     if (ok) {
       served_.push_back(std::move(ch));
