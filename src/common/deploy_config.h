@@ -62,9 +62,9 @@ struct TransportConfig {
   // use the same secret; "" = no peer authentication (trusted network only). A file, not an
   // inline value, so the secret stays out of the YAML/ConfigMap (mount a Kubernetes Secret).
   std::string auth_secret_file;
-  // GPU KV arenas: "auto" registers the GPU arena with the transfer engine directly where the
-  // transport carries GPU memory (tcp: pinned bounce buffers; local: CUDA IPC device->device)
-  // and stages through a host mirror otherwise (rdma); "direct" / "mirror" force one (A/B).
+  // GPU KV arenas: "auto" (= "direct") registers the GPU arena with the transfer engine itself
+  // (tcp and rdma: pinned bounce buffers; local: CUDA IPC device->device); "mirror" stages
+  // through a full host mirror instead (the old path, kept for A/B runs).
   std::string gpu_kv = "auto";
 };
 

@@ -56,7 +56,7 @@ class DecodeServiceImpl final : public ::pdserve::v1::DecodeService::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Arrival> arrived_;
-  // GPU arenas staged through a host mirror (Daemon::kv_mirror, rdma or gpu_kv: mirror): the
+  // GPU arenas staged through a host mirror (Daemon::kv_mirror, transport.gpu_kv: mirror): the
   // reserved blocks P writes into the mirror, copied to the GPU on arrival.
   struct Staging {
     LeaseId lease = 0;

@@ -5,8 +5,8 @@
 // has completed, it posts a KvReadyNotice (delivered after the data) and answers the first token.
 // GPU arenas: the hook runs after the runner has waited for layer L's K/V writes (an event on the
 // compute stream, ModelRunner's on_layer_done contract), so the transfer engine's own copier
-// stream may read the blocks at once (registered directly); with a host mirror (rdma, or
-// transport.gpu_kv: mirror) the layer's blocks are first copied GPU -> mirror.
+// stream may read the blocks at once (registered directly); with a host mirror
+// (transport.gpu_kv: mirror) the layer's blocks are first copied GPU -> mirror.
 #pragma once
 
 #include <map>

@@ -38,9 +38,9 @@ struct Daemon {
   std::string model_name;
   // Host mirror of a GPU KV arena (same size and offsets), registered with the transfer engine
   // in place of GPU memory: prefill copies each layer's blocks GPU -> mirror before posting,
-  // decode copies arrived blocks mirror -> GPU before admitting. Only where the transport cannot
-  // carry GPU memory (rdma) or `transport.gpu_kv: mirror`; nullptr otherwise (host arenas, and
-  // GPU arenas registered directly: MemoryKind::kCuda, see GpuKvDirect).
+  // decode copies arrived blocks mirror -> GPU before admitting. Only with
+  // `transport.gpu_kv: mirror`; nullptr otherwise (host arenas, and GPU arenas registered
+  // directly: MemoryKind::kCuda, see GpuKvDirect).
   void* kv_mirror = nullptr;
   bool kv_mirror_shared = false;  // kv_mirror from AllocateShareableHostMemory (local transport)
   bool kv_direct = false;         // the GPU arena itself is registered with the transfer engine
@@ -58,8 +58,8 @@ struct DaemonOptions {
 
 // Whether a GPU KV arena is registered with the transfer engine directly (true) or staged
 // through a host mirror (false), for `transport.gpu_kv` (auto | direct | mirror) and
-// `transport.kind`: auto = direct unless rdma (which refuses GPU arenas); direct over rdma is
-// INVALID_ARGUMENT.
+// `transport.kind`: auto = direct for every transport (tcp and rdma stage GPU arenas through
+// pinned bounce buffers, local uses CUDA IPC); mirror = the host mirror.
 StatusOr<bool> GpuKvDirect(const std::string& gpu_kv, const std::string& transport);
 
 // Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).

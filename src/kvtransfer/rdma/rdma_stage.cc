@@ -22,7 +22,8 @@ struct StageHeader {
 };
 static_assert(sizeof(StageHeader) <= RdmaChannel::kStageHeader);
 constexpr size_t kMaxCopyPieces = 256;  // copies per send slot (descs gathered into one chunk)
-constexpr size_t kMaxQueuedChunks = 64;  // cut chunks waiting for a QP / credit / copy
+// Cut chunks waiting for a copy / credit / QP: enough for every send slot to be in use.
+constexpr size_t kMaxQueuedChunks = RdmaChannel::kMaxStageSlots;
 
 }  // namespace
 
