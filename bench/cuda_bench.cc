@@ -268,8 +268,9 @@ void BenchGemv(const Ceilings& c) {
     bf16_t* x = RandomBf16(size_t(4) * sh.in, 31);
     void* y = nullptr;
     CHECK_CUDA(cudaMalloc(&y, size_t(4) * sh.out * 4));
-    for (auto [rows, unroll] : std::vector<std::pair<int, int>>{{1, 8}, {1, 16}, {4, 8}}) {
-      pd::cuda::SetGemvUnroll(unroll);
+    // warp-per-row (default) and the streaming kernel (PD_CUDA_GEMV_STREAM=1), 1 and 4 rows
+    for (auto [rows, stream] : std::vector<std::pair<int, bool>>{{1, false}, {1, true}, {4, false}, {4, true}}) {
+      pd::cuda::SetGemvStream(stream);
       const double ours = TimeEvents([&] {
         pd::cuda::LaunchGemv(x, rows, sh.in, w, sh.out, y, sh.f32, nullptr);
       }, 5, 30);
@@ -280,14 +281,14 @@ void BenchGemv(const Ceilings& c) {
                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
       }, 5, 30);
       const double bytes = 2.0 * sh.out * sh.in;
-      std::printf("gemv     %-8s %6dx%5d rows %d u%-2d: ours %7.1f us %5.0f GB/s (%.0f%% of copy)   cublas %7.1f us %5.0f GB/s (%.0f%%)\n",
-                  sh.name, sh.out, sh.in, rows, unroll, ours * 1e3, bytes / (ours * 1e-3) / 1e9,
+      std::printf("gemv     %-8s %6dx%5d rows %d %-6s: ours %7.1f us %5.0f GB/s (%.0f%% of copy)   cublas %7.1f us %5.0f GB/s (%.0f%%)\n",
+                  sh.name, sh.out, sh.in, rows, stream ? "stream" : "warp", ours * 1e3, bytes / (ours * 1e-3) / 1e9,
                   100 * bytes / (ours * 1e-3) / 1e9 / c.bw_gbs, cub * 1e3,
                   bytes / (cub * 1e-3) / 1e9, 100 * bytes / (cub * 1e-3) / 1e9 / c.bw_gbs);
     }
     cudaFree(w); cudaFree(x); cudaFree(y);
   }
-  pd::cuda::SetGemvUnroll(8);
+  pd::cuda::SetGemvStream(false);
   pd::cuda::SetProgrammaticLaunch(true);
   cublasDestroy(h);
 }

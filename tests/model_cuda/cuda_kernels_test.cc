@@ -556,7 +556,7 @@ TEST(CudaKernels, GemvUnroll16MatchesCpu) {
   SetGemvUnroll(8);
 }
 
-// The streaming GEMV (default) and the warp-per-row GEMV give bitwise the same sums (same
+// The streaming GEMV (PD_CUDA_GEMV_STREAM=1) and the warp-per-row GEMV (default) give bitwise the same sums (same
 // per-lane order); shapes with several rows per warp of the persistent grid, partial chunks,
 // 1/2/4 rows, bf16 and fp32 outputs, and both against the double-precision reference.
 TEST(CudaKernels, GemvStreamMatchesWarpGemv) {
@@ -593,6 +593,7 @@ TEST(CudaKernels, GemvStreamMatchesWarpGemv) {
       EXPECT_LT(RelErr(got, ref), 1e-5) << rows << " rows, in " << in << ", out " << out;
     }
   }
+  SetGemvStream(false);  // back to the default for the tests after this one
 }
 
 TEST(CudaKernels, GemvMatchesCpu) {

@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __re
 }
 
 int g_gemv_unroll = 8;
-bool g_gemv_stream = true;
+bool g_gemv_stream = false;  // measured slower (b1 step 6.83 vs 6.12 ms, docs/cuda.md)
 
 template <int R, int U>
 void LaunchGemvRU(const bf16_t* x, int in, const bf16_t* w, int out, void* y, int mode,

@@ -88,10 +88,11 @@ bool ProgrammaticLaunchEnabled();
 // 16-byte weight loads in flight per lane of the single-row GEMV (process-wide): 8 (default) or
 // 16 (PD_CUDA_GEMV_UNROLL=16 in the runner); other values mean 8. Multi-row launches use 8.
 void SetGemvUnroll(int unroll);
-// LaunchGemv's kernel for bf16/fp32 outputs (process-wide): true (default) = persistent
-// streaming GEMV (two CTAs per SM, each warp streams its rows' 4 KB chunks through a 3-stage
-// cp.async ring, cuda_gemv_stream.cu); false (PD_CUDA_GEMV_STREAM=0 in the runner) = one warp
-// per row, 8 (or SetGemvUnroll) 16-byte loads in flight per lane. Same sums, same order.
+// LaunchGemv's kernel for bf16/fp32 outputs (process-wide): false (default) = one warp per row,
+// 8 (or SetGemvUnroll) 16-byte loads in flight per lane; true (PD_CUDA_GEMV_STREAM=1 in the
+// runner) = persistent streaming GEMV (two CTAs per SM, each warp streams its rows' 4 KB chunks
+// through a 3-stage cp.async ring, cuda_gemv_stream.cu; measured slower on the H100, kept for
+// A/B). Same sums, same order.
 void SetGemvStream(bool on);
 
 // LaunchGemv of the fused [gate; up] weight wgu [2 inter, in] with LaunchSwiglu fused into its

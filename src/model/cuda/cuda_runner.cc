@@ -165,8 +165,8 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   fuse_swiglu_ = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
   const char* pdl_env = std::getenv("PD_CUDA_PDL");  // 0: no programmatic dependent launch
   if (pdl_env && std::strcmp(pdl_env, "0") == 0) cuda::SetProgrammaticLaunch(false);
-  const char* stream_env = std::getenv("PD_CUDA_GEMV_STREAM");  // 0: warp-per-row GEMV
-  if (stream_env && std::strcmp(stream_env, "0") == 0) cuda::SetGemvStream(false);
+  const char* stream_env = std::getenv("PD_CUDA_GEMV_STREAM");  // 1: streaming GEMV, 0: warp/row
+  if (stream_env) cuda::SetGemvStream(std::strcmp(stream_env, "0") != 0);
   const char* unroll_env = std::getenv("PD_CUDA_GEMV_UNROLL");  // 8 (default) or 16
   if (unroll_env) cuda::SetGemvUnroll(std::atoi(unroll_env));
   const char* tile_env = std::getenv("PD_CUDA_DECODE_TILE");  // tiled-kernel variant 0..5
