@@ -336,7 +336,9 @@ TEST(RdmaStageTest, GpuPeerWithoutStagingRingIsRefused) {
 class Fwd final : public Verbs {
  public:
   explicit Fwd(FakeVerbs* d) : d_(d) {}
-  StatusOr<MemoryRegion> RegisterMemory(void* a, size_t n) override { return d_->RegisterMemory(a, n); }
+  StatusOr<MemoryRegion> RegisterMemory(void* a, size_t n) override {
+    return d_->RegisterMemory(a, n);
+  }
   StatusOr<uint32_t> CreateQp() override { return d_->CreateQp(); }
   QpAddress LocalAddress(uint32_t q) const override { return d_->LocalAddress(q); }
   Status ConnectQp(uint32_t q, const QpAddress& r) override { return d_->ConnectQp(q, r); }

@@ -127,8 +127,8 @@ bool RdmaChannel::CutStaged(TransferId id, Xfer& x) {
   const uint64_t cap = c.remote_staged ? std::min<uint64_t>(opt_.chunk_bytes,
                                                             remote_stride_ - kStageHeader)
                                        : opt_.chunk_bytes;
-  const size_t max_pieces = x.stage_local ? kMaxCopyPieces
-                                          : static_cast<size_t>(kMaxSge - (c.remote_staged ? 1 : 0));
+  const size_t sges = static_cast<size_t>(kMaxSge - (c.remote_staged ? 1 : 0));  // + header
+  const size_t max_pieces = x.stage_local ? kMaxCopyPieces : sges;
   uint8_t* slot = nullptr;
   if (x.stage_local) {
     c.tx_slot = tx_free_.back();
@@ -139,7 +139,8 @@ bool RdmaChannel::CutStaged(TransferId id, Xfer& x) {
   size_t pieces = 0;
   while (x.seg_idx < x.segs.size() && pieces < max_pieces && c.bytes < cap) {
     const Segment& s = x.segs[x.seg_idx];
-    if (s.remote_arena != c.remote_arena || s.remote_offset + x.seg_off != c.remote_offset + c.bytes) {
+    if (s.remote_arena != c.remote_arena ||
+        s.remote_offset + x.seg_off != c.remote_offset + c.bytes) {
       break;
     }
     const uint64_t len = std::min(s.length - x.seg_off, cap - c.bytes);

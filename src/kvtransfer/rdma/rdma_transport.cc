@@ -157,7 +157,9 @@ class RdmaTransport final : public Transport {
 
  private:
   Status ConnectLocked(PeerId id);
-  std::unique_ptr<RdmaChannel> NewChannel(std::vector<uint32_t>* qps, std::vector<QpAddress>* addrs);
+  // A channel with its QPs; null with *why set on failure.
+  std::unique_ptr<RdmaChannel> NewChannel(std::vector<uint32_t>* qps, std::vector<QpAddress>* addrs,
+                                          Status* why);
   void Drop(PeerId id, const Status& why);
   void AcceptLoop();
   void ProgressLoop();
@@ -198,7 +200,9 @@ Status RdmaTransport::Start(const std::vector<wire::Region>& regions) {
   for (const auto& r : regions) {
     device_.push_back(r.device);
     if (r.device) {  // staged through the copier; the NIC never sees it
-      if (!opt_.device_copier) return FailedPrecondition("kvtransfer rdma: GPU arena without a device copier");
+      if (!opt_.device_copier) {
+        return FailedPrecondition("kvtransfer rdma: GPU arena without a device copier");
+      }
       mrs_.push_back({reinterpret_cast<uint64_t>(r.base), r.bytes, 0, 0});
       continue;
     }
@@ -224,7 +228,8 @@ Status RdmaTransport::Start(const std::vector<wire::Region>& regions) {
 }
 
 std::unique_ptr<RdmaChannel> RdmaTransport::NewChannel(std::vector<uint32_t>* qps,
-                                                       std::vector<QpAddress>* addrs) {
+                                                       std::vector<QpAddress>* addrs,
+                                                       Status* why) {
   rdma::ChannelOptions co;
   co.chunk_bytes = opt_.chunk_bytes;
   co.cc = opt_.cc;
@@ -236,12 +241,17 @@ std::unique_ptr<RdmaChannel> RdmaTransport::NewChannel(std::vector<uint32_t>* qp
     sc.local_device = device_;
     sc.slots = static_cast<uint32_t>(
         std::clamp<int>(opt_.staging_slots, 2, static_cast<int>(RdmaChannel::kMaxStageSlots)));
-    if (!ch->EnableStaging(std::move(sc)).ok()) return nullptr;
+    *why = ch->EnableStaging(std::move(sc));
+    if (!why->ok()) return nullptr;
   }
-  if (!ch->Init().ok()) return nullptr;
+  *why = ch->Init();  // rings, including the pinned bounce rings for GPU arenas
+  if (!why->ok()) return nullptr;
   for (int i = 0; i < opt_.num_paths; ++i) {
     auto q = verbs_->CreateQp();
-    if (!q.ok()) return nullptr;
+    if (!q.ok()) {
+      *why = q.status();
+      return nullptr;
+    }
     qps->push_back(*q);
     addrs->push_back(verbs_->LocalAddress(*q));
   }
@@ -271,10 +281,11 @@ Status RdmaTransport::ConnectLocked(PeerId id) {
   Boot me = Self();
   me.expected = p.md.incarnation;
   std::vector<uint32_t> qps;
-  auto ch = NewChannel(&qps, &me.qps);
+  Status why;
+  auto ch = NewChannel(&qps, &me.qps, &why);
   if (!ch) {
     close(fd);
-    return Unavailable("kvtransfer rdma: QP setup failed");
+    return why.WithContext("kvtransfer rdma: QP setup failed");
   }
   me.ring = ch->notify_ring();
   me.stage = ch->stage_ring();
@@ -321,13 +332,14 @@ void RdmaTransport::AcceptLoop() {
     std::lock_guard<std::mutex> l(mu_);
     Boot me = Self();
     std::vector<uint32_t> qps;
-    auto ch = NewChannel(&qps, &me.qps);
+    Status why;
+    auto ch = NewChannel(&qps, &me.qps, &why);
     if (them.compat != opt_.compat_hash) me.verdict = "kvtransfer: compat hash mismatch";
     if (them.expected != inc_) {
       me.verdict = "kvtransfer: stale metadata: '" + opt_.name + "' now runs incarnation " +
                    std::to_string(inc_) + " (reload its metadata)";
     }
-    if (!ch) me.verdict = "kvtransfer rdma: QP setup failed";
+    if (!ch) me.verdict = "kvtransfer rdma: QP setup failed: " + why.message();
     if (ch) {
       me.ring = ch->notify_ring();
       me.stage = ch->stage_ring();
