@@ -4,6 +4,7 @@
 Usage:
   scripts/plan_calibrate.py RESULTS_DIR PD_SIM [--profile F.json] [--link-gbps X]
       [--stage-gbps X] [--step-overhead-ms X] [--seq-overhead-ms X] [--share-penalty X]
+      [--link-lanes N]
       [--fit DEP:PT,DEP:PT,...] [--fit-params link-gbps,step-overhead-ms] [--label NAME]
   scripts/plan_calibrate.py --predict POINTS_FILE PD_SIM --p-kv-tokens N --d-kv-tokens N
       --colo-kv-tokens N [same model flags]
@@ -41,6 +42,7 @@ GRIDS = {
     "step-overhead-ms": [round(0.1 * i, 2) for i in range(41)],  # 0 .. 4 ms
     "share-penalty": [round(0.7 + 0.05 * i, 2) for i in range(13)],  # 0.7 .. 1.3
     "seq-overhead-ms": [round(0.005 * i, 3) for i in range(21)],  # 0 .. 0.1 ms
+    "link-lanes": [1, 2, 3, 4],
 }
 
 
@@ -100,7 +102,8 @@ def main():
               "stage-gbps": float(flag(extra, "--stage-gbps", "0")),
               "step-overhead-ms": float(flag(extra, "--step-overhead-ms", "0")),
               "share-penalty": float(flag(extra, "--share-penalty", "1.0")),
-              "seq-overhead-ms": float(flag(extra, "--seq-overhead-ms", "0"))}
+              "seq-overhead-ms": float(flag(extra, "--seq-overhead-ms", "0")),
+              "link-lanes": int(flag(extra, "--link-lanes", "1"))}
     label = flag(extra, "--label", "apriori")
     if predict:
         profile = flag(extra, "--profile", "configs/profiles/llama-3.1-8b-h100.json")

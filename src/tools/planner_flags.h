@@ -23,7 +23,8 @@ inline void ParseRangeFlagOrExit(const char* tool, const std::string& a, const s
 }
 
 // Applies one of the shared flags (`a` with value `v`); false if `a` is not one of them.
-//   --link-gbps X --link-efficiency X --link-latency-ms X --stage-gbps X --threshold N
+//   --link-gbps X --link-efficiency X --link-latency-ms X --link-lanes N --stage-gbps X
+//   --threshold N
 //   --step-overhead-ms X --seq-overhead-ms X (every instance)
 //   --p-max-batch-tokens N --p-max-seqs N --p-chunk N --p-kv-tokens N   (prefill instances)
 //   --d-max-batch-tokens N --d-max-seqs N --d-chunk N --d-kv-tokens N   (decode instances)
@@ -35,6 +36,7 @@ inline bool ApplySharedFlag(const std::string& a, const std::string& v, LinkPara
   else if (a == "--link-efficiency") link->efficiency = x;
   else if (a == "--link-latency-ms") link->latency_ms = x;
   else if (a == "--stage-gbps") link->stage_gbps = x;
+  else if (a == "--link-lanes") link->lanes = n;
   else if (a == "--step-overhead-ms") p->step_overhead_ms = d->step_overhead_ms = x;
   else if (a == "--seq-overhead-ms") p->seq_overhead_ms = d->seq_overhead_ms = x;
   else if (a == "--threshold") *threshold = n;
@@ -57,6 +59,8 @@ constexpr char kSharedFlagsHelp[] = R"(Engines and link (defaults: configs/h100-
   --link-gbps X         P->D link per GPU, Gbit/s                            [100]
   --link-efficiency X   fraction of the line rate transfers get              [1.0]
   --link-latency-ms X   per transfer                                         [0.05]
+  --link-lanes N        concurrent transfers at --link-gbps each (a transport whose single
+                        transfer is slower than the wire: aggregate N x gbps) [1]
   --stage-gbps X        host-mirror staging: D copies arrived KV host -> GPU at X Gbit/s
                         before admitting it (0 = KV lands in GPU memory)     [0]
   --step-overhead-ms X  host time per engine step on top of the profile     [0]

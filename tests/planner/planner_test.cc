@@ -154,6 +154,27 @@ TEST(Sim, PrefillHoldsBlocksUntilDeliveredAndStagingDelaysAdmission) {
   EXPECT_NEAR(q.requests[1].ttft_ms, 120, 1e-9);
 }
 
+// LinkParams::lanes: concurrent transfers at link.gbps each. Two prompts prefilled back to back
+// on P whose transfers overlap: with one lane the second waits for the first.
+TEST(Sim, LinkLanesCarryConcurrentTransfers) {
+  SetLogLevel("warn");
+  Deployment d = OneOne(Synthetic(10, 1000, 110));
+  d.link.gbps = 0.04;  // 0.005 GB/s: 1.024 MB take 204.8 ms
+  const std::vector<SimRequest> two{{0.0, 1000, 1}, {0.1, 1000, 1}};
+  // #0: prefill 0..110, transfer from 27.5 to max(27.5 + 204.8, 110 + 51.2) = 232.3; + latency
+  // 0.5 + hop 1. #1 (arrives at 100): prefill 110..220, its transfer could start at
+  // 220 - 82.5 = 137.5.
+  SimResult r = Simulate(d, two, {});
+  ASSERT_TRUE(r.requests[0].ok && r.requests[1].ok);
+  EXPECT_NEAR(r.requests[0].ttft_ms, 233.8, 1e-9);
+  EXPECT_NEAR(r.requests[1].ttft_ms, 232.3 + 204.8 + 1.5 - 100, 1e-9);  // after #0's transfer
+  d.link.lanes = 2;
+  r = Simulate(d, two, {});
+  ASSERT_TRUE(r.requests[0].ok && r.requests[1].ok);
+  EXPECT_NEAR(r.requests[0].ttft_ms, 233.8, 1e-9);
+  EXPECT_NEAR(r.requests[1].ttft_ms, 137.5 + 204.8 + 1.5 - 100, 1e-9);  // its own lane
+}
+
 TEST(Sim, StepOverheadAddsToEveryStep) {
   SetLogLevel("warn");
   Deployment colo = OneOne(Synthetic(10, 1000, 110));

@@ -36,8 +36,9 @@ struct Seq {
 };
 
 struct Link {
-  double free_at = 0;
-  double busy = 0;
+  std::vector<double> free_at = {0.0};  // one entry per lane (concurrent transfer)
+  double busy = 0;                      // summed over lanes
+  double& Earliest() { return *std::min_element(free_at.begin(), free_at.end()); }
 };
 
 struct Instance {
@@ -140,6 +141,7 @@ class Sim {
       in->total_blocks = in->free_blocks =
           static_cast<int>(std::min<int64_t>(pool / in->ep.block_size, 1 << 30));
       in->bw_bytes_per_ms = d_.link.gbps * prof.tp * d_.link.efficiency * 1e9 / 8 / 1e3;
+      in->link.free_at.assign(std::max(1, d_.link.lanes), 0.0);
       v->push_back(in.get());
       all_.push_back(std::move(in));
     }
@@ -399,11 +401,13 @@ class Sim {
     const double bw = std::min(P.bw_bytes_per_ms, D.bw_bytes_per_ms);
     const int layers = std::max(1, d_.prefill_profile.model.num_layers);
     const double avail = now_ - dur * (layers - 1) / layers;
-    const double start = std::max({avail, P.link.free_at, D.link.free_at});
+    double& p_lane = P.link.Earliest();
+    double& d_lane = D.link.Earliest();
+    const double start = std::max({avail, p_lane, d_lane});
     const double done = std::max(start + bytes / bw, now_ + bytes / bw / layers);
     P.link.busy += done - start;
     D.link.busy += done - start;
-    P.link.free_at = D.link.free_at = done;
+    p_lane = d_lane = done;
     kv_done_[s->req] = done;
     out_.kv_bytes += bytes;
   }
@@ -442,10 +446,11 @@ class Sim {
     Instance& D = *dinst_[dest_[r]];
     if (d_.link.stage_gbps <= 0) return Staged(r);
     const double bytes = static_cast<double>(reqs_[r].input) * d_.decode_profile.kv_bytes_per_token;
-    const double start = std::max(now_, D.stage.free_at);
-    D.stage.free_at = start + bytes / (d_.link.stage_gbps * 1e9 / 8 / 1e3);
-    D.stage.busy += D.stage.free_at - start;
-    Push(D.stage.free_at, Ev::kStaged, r);
+    double& free_at = D.stage.free_at[0];
+    const double start = std::max(now_, free_at);
+    free_at = start + bytes / (d_.link.stage_gbps * 1e9 / 8 / 1e3);
+    D.stage.busy += free_at - start;
+    Push(free_at, Ev::kStaged, r);
   }
 
   void Staged(int r) {
@@ -507,7 +512,7 @@ class Sim {
  public:
   double LinkBusyMax() const {
     double m = 0;
-    for (const auto& x : all_) m = std::max(m, x->link.busy);
+    for (const auto& x : all_) m = std::max(m, x->link.busy / x->link.free_at.size());
     return m;
   }
 };

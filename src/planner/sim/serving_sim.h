@@ -11,8 +11,8 @@
 //   sequence that cannot grow preempts the most recently admitted one (recomputed later).
 //   Step time = CostModel::StepMs of the batch.
 // * Remote prefill: D reserves the prompt's blocks first (FIFO when the pool is full), P prefills
-//   (max_tokens = 1), its KV moves layer-wise over P's egress and D's ingress link (FIFO each,
-//   bandwidth x efficiency, + latency); P keeps the prompt's blocks until its KV is delivered
+//   (max_tokens = 1), its KV moves layer-wise over P's egress and D's ingress link (FIFO each
+//   over LinkParams::lanes concurrent transfers, bandwidth x efficiency each, + latency); P keeps the prompt's blocks until its KV is delivered
 //   (hold_blocks, Release after the notice); with a host mirror (stage_gbps > 0) D copies the
 //   prompt's KV host -> GPU (FIFO per instance) before it submits the sequence; D's engine
 //   admits it at its next schedule (after the step in flight) and emits the first token then.
@@ -52,6 +52,11 @@ struct LinkParams {
   // (P's GPU -> host copies run layer by layer inside the forward and are not charged).
   // 0 = no staging (KV lands in GPU memory directly).
   double stage_gbps = 0;
+  // Concurrent transfers the link carries at `gbps` each (FIFO over `lanes` servers): 1 = one
+  // transfer at a time at the full rate; N > 1 models a transport whose single transfer is
+  // limited by its own pipeline (staging copies, one engine thread) below what the wire carries
+  // in aggregate (N x gbps), e.g. loopback TCP with several transfers in flight.
+  int lanes = 1;
 };
 
 struct Deployment {
