@@ -401,6 +401,9 @@ TEST(RdmaStageEngineTest, ReadStaysRefusedAndShutdownMidFlightFreesPinnedMemory)
     ASSERT_TRUE(id.ok());
     const TransferResult res = r.src->Wait(*id, milliseconds(10000));
     EXPECT_EQ(res.status.code(), StatusCode::kUnimplemented) << res.status.ToString();
+    // Connected: the sender pinned its send ring only, the receiver its receive ring only.
+    EXPECT_EQ(static_cast<FakeDeviceCopier*>(sc.get())->pinned_live(), 1u);
+    EXPECT_EQ(static_cast<FakeDeviceCopier*>(dc.get())->pinned_live(), 1u);
     r.src->Release(*id);
     id = r.src->Post(Op::kWrite, r.peer, std::vector<Desc>{{0, 0, n}},
                      std::vector<Desc>{{0, 0, n}}, "x");

@@ -67,6 +67,8 @@ struct StageConfig {
   std::shared_ptr<DeviceCopier> copier;
   std::vector<bool> local_device;  // per local arena: GPU memory (its MR is not registered)
   uint32_t slots = 16;             // bounce slots of the send ring and of the receive ring
+  bool send = true;     // a send ring: this side WRITEs from its GPU arenas
+  bool receive = true;  // a receive ring: the peer WRITEs into this side's GPU arenas
 };
 
 class RdmaChannel {
@@ -86,7 +88,7 @@ class RdmaChannel {
               const Clock& clock);
   // Waits for copies into / out of the bounce rings, then frees them.
   ~RdmaChannel();
-  // Declares GPU arenas among `local`: allocates (in Init) the pinned send and receive rings.
+  // Declares GPU arenas among `local`: allocates (in Init) the pinned send and / or receive ring.
   // Before Init. Without it every arena must be registered host memory.
   Status EnableStaging(StageConfig config);
   // Registers the notification ring (receive) and staging (send) buffers; posts receives later.
@@ -98,7 +100,7 @@ class RdmaChannel {
                  RemoteRegion remote_ring);
   // This side's receive staging ring (length 0 without GPU arenas) and its slot count.
   RemoteRegion stage_ring() const;
-  uint32_t stage_slots() const { return stage_ ? cfg_.slots : 0; }
+  uint32_t stage_slots() const { return rx_ring_ != nullptr ? cfg_.slots : 0; }
   // After SetPeer: which of the peer's arenas are GPU memory and its staging ring (slots of
   // remote_stage.length / remote_slots bytes). A WRITE into a GPU arena of a peer without a
   // ring is refused at Post.

@@ -5,6 +5,7 @@
 // side: such a chunk is copied host->device and its slot credited back after the copy.
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "common/logging.h"
 #include "kvtransfer/rdma/rdma_channel.h"
@@ -56,16 +57,19 @@ Status RdmaChannel::InitStaging() {
   tx_stride_ = opt_.chunk_bytes;
   rx_stride_ = kStageHeader + opt_.chunk_bytes;
   const uint64_t n = cfg_.slots;
-  tx_ring_ = static_cast<uint8_t*>(cfg_.copier->AllocPinned(n * tx_stride_));
-  rx_ring_ = static_cast<uint8_t*>(cfg_.copier->AllocPinned(n * rx_stride_));
-  if (tx_ring_ == nullptr || rx_ring_ == nullptr) {
-    return ResourceExhausted("rdma: cannot allocate " +
-                             std::to_string(n * (tx_stride_ + rx_stride_) >> 10) +
-                             " KiB of pinned bounce buffers");
+  for (auto [want, ring, mr, stride] : {std::tuple{cfg_.send, &tx_ring_, &tx_mr_, tx_stride_},
+                                        std::tuple{cfg_.receive, &rx_ring_, &rx_mr_, rx_stride_}}) {
+    if (!want) continue;
+    *ring = static_cast<uint8_t*>(cfg_.copier->AllocPinned(n * stride));
+    if (*ring == nullptr) {
+      return ResourceExhausted("rdma: cannot allocate " + std::to_string(n * stride >> 10) +
+                               " KiB of pinned bounce buffers");
+    }
+    PD_ASSIGN_OR_RETURN(*mr, verbs_->RegisterMemory(*ring, n * stride));
   }
-  PD_ASSIGN_OR_RETURN(tx_mr_, verbs_->RegisterMemory(tx_ring_, n * tx_stride_));
-  PD_ASSIGN_OR_RETURN(rx_mr_, verbs_->RegisterMemory(rx_ring_, n * rx_stride_));
-  for (size_t i = n; i-- > 0;) tx_free_.push_back(static_cast<int>(i));
+  if (tx_ring_ != nullptr) {
+    for (size_t i = n; i-- > 0;) tx_free_.push_back(static_cast<int>(i));
+  }
   return OkStatus();
 }
 
@@ -103,6 +107,10 @@ Status RdmaChannel::CheckStaged(const std::vector<Segment>& segs, bool* staged,
   for (const Segment& s : segs) {
     const bool ld = stage_ && cfg_.local_device[s.local_arena];
     const bool rd = s.remote_arena < remote_device_.size() && remote_device_[s.remote_arena];
+    if (ld && tx_ring_ == nullptr) {
+      return FailedPrecondition("rdma: arena " + std::to_string(s.local_arena) +
+                                " is GPU memory and this channel has no send staging ring");
+    }
     if (rd && remote_stride_ == 0) {
       return FailedPrecondition("rdma: the peer's arena " + std::to_string(s.remote_arena) +
                                 " is GPU memory and the peer advertises no staging ring");
@@ -277,7 +285,7 @@ void RdmaChannel::OnCredit(uint32_t imm) {
 // back after the copy (PumpRx).
 void RdmaChannel::OnStagedData(const Completion& c) {
   const uint32_t slot = c.imm & kImmSlotMask;
-  if (!stage_ || slot >= cfg_.slots) {
+  if (rx_ring_ == nullptr || slot >= cfg_.slots) {
     PD_LOG_WARN("kvtransfer rdma: staged chunk for slot {} without a staging ring", slot);
     return;
   }

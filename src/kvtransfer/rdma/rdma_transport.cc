@@ -157,9 +157,10 @@ class RdmaTransport final : public Transport {
 
  private:
   Status ConnectLocked(PeerId id);
-  // A channel with its QPs; null with *why set on failure.
+  // A channel with its QPs; null with *why set on failure. `sender`: the channel of a peer we
+  // connect to (we WRITE over it); else one a peer connected to (it WRITEs to us).
   std::unique_ptr<RdmaChannel> NewChannel(std::vector<uint32_t>* qps, std::vector<QpAddress>* addrs,
-                                          Status* why);
+                                          Status* why, bool sender);
   void Drop(PeerId id, const Status& why);
   void AcceptLoop();
   void ProgressLoop();
@@ -229,7 +230,7 @@ Status RdmaTransport::Start(const std::vector<wire::Region>& regions) {
 
 std::unique_ptr<RdmaChannel> RdmaTransport::NewChannel(std::vector<uint32_t>* qps,
                                                        std::vector<QpAddress>* addrs,
-                                                       Status* why) {
+                                                       Status* why, bool sender) {
   rdma::ChannelOptions co;
   co.chunk_bytes = opt_.chunk_bytes;
   co.cc = opt_.cc;
@@ -239,6 +240,8 @@ std::unique_ptr<RdmaChannel> RdmaTransport::NewChannel(std::vector<uint32_t>* qp
     rdma::StageConfig sc;
     sc.copier = opt_.device_copier;
     sc.local_device = device_;
+    sc.send = sender;  // only the ring each direction uses is pinned
+    sc.receive = !sender;
     sc.slots = static_cast<uint32_t>(
         std::clamp<int>(opt_.staging_slots, 2, static_cast<int>(RdmaChannel::kMaxStageSlots)));
     *why = ch->EnableStaging(std::move(sc));
@@ -282,7 +285,7 @@ Status RdmaTransport::ConnectLocked(PeerId id) {
   me.expected = p.md.incarnation;
   std::vector<uint32_t> qps;
   Status why;
-  auto ch = NewChannel(&qps, &me.qps, &why);
+  auto ch = NewChannel(&qps, &me.qps, &why, /*sender=*/true);
   if (!ch) {
     close(fd);
     return why.WithContext("kvtransfer rdma: QP setup failed");
@@ -333,7 +336,7 @@ void RdmaTransport::AcceptLoop() {
     Boot me = Self();
     std::vector<uint32_t> qps;
     Status why;
-    auto ch = NewChannel(&qps, &me.qps, &why);
+    auto ch = NewChannel(&qps, &me.qps, &why, /*sender=*/false);
     if (them.compat != opt_.compat_hash) me.verdict = "kvtransfer: compat hash mismatch";
     if (them.expected != inc_) {
       me.verdict = "kvtransfer: stale metadata: '" + opt_.name + "' now runs incarnation " +
