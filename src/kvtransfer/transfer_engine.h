@@ -122,8 +122,8 @@ struct EngineOptions {
   // next chunks overlap the sending of earlier ones; on the receive side each chunk is copied
   // host->device as it lands and acknowledged only after that copy finished (so completions and
   // notifications follow the data into GPU memory).
-  // rdma: a pinned, registered send ring and receive ring of min(staging_slots, 128) slots per
-  // peer connection; a WRITE's chunk is posted from its send slot after its device->host copy,
+  // rdma: a pinned, registered ring of min(staging_slots, 128) slots per peer connection (send
+  // ring to a peer, receive ring from one); a chunk is posted from its send slot after its copy,
   // a chunk for a GPU arena lands in a slot of the receiver's ring and is copied host->device
   // before the receiver hands the slot's credit back, which is what acknowledges the chunk.
   int staging_slots = 16;
