@@ -12,15 +12,16 @@
 #                                                   attention and whole prefill 1k..32k
 #          bash scripts/device-session.sh serve     scripts/device-serve.sh (KV path arms)
 #          bash scripts/device-session.sh plan      scripts/device-plan.sh (calibration)
+#          bash scripts/device-session.sh chunks    pd-profile --chunks (chunked/mixed steps)
 # Logs under $OUT/<phase>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: decode | prefill | serve | plan}
+phase=${1:?phase: decode | prefill | serve | plan | chunks}
 shift
 OUT=${OUT:-/tmp/pd-out}
 export OUT=$OUT/$phase
 mkdir -p "$OUT" .dev/x
-[ -x .dev/x/bin/cuda_bench ] || tar -C .dev/x -xJf .dev/gpu/bin.tar.xz
+[ -x .dev/x/bin/pd-profile ] || tar -C .dev/x -xJf .dev/gpu/bin.tar.xz
 cp .dev/x/BUILD.txt "$OUT/BUILD.txt"
 export PD_CUDA_DEV=.dev/x PD_DEV_DIR=.dev/x
 case $phase in
@@ -32,5 +33,16 @@ case $phase in
   prefill) bash bench/cuda_prefill_device.sh run "${1:-full}" ;;
   serve) bash scripts/device-serve.sh ;;
   plan) BUNDLE=.dev/gpu/bin.tar.xz bash scripts/device-plan.sh ;;
+  chunks)  # chunked-prefill and mixed-step costs (pd-profile --chunks) for the simulator
+    B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
+    MD=/dev/shm; [ -w $MD ] || MD=/tmp
+    $B/pd-makemodel --preset llama-3.1-8b --layers 1 --out $MD/one-layer --seed 1 --quiet
+    python3 scripts/plan_fastmodel.py $MD/one-layer $MD/m8b 32
+    # $KERNELS: environment for the runner (default: the kernels of the calibration-v2 bundle)
+    env ${KERNELS:-PD_CUDA_PREFILL_ATTN=mma PD_CUDA_GEMV_STREAM=1} timeout 200 $B/pd-profile \
+      --model $MD/m8b --backend cuda --out "$OUT/profile-chunks.json" --reps 3 --warmup 1 \
+      --prefill-tokens 1024,2048,4096,8192,12288 --decode-batches 1,8 \
+      --decode-contexts 1024,2048 2>&1 | tee "$OUT/profile-chunks.log" | grep -E "chunk|prefill|wrote"
+    ;;
   *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

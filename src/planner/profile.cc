@@ -66,14 +66,48 @@ CostModel::CostModel(const Profile& p) {
     px_.push_back(x.tokens);
     py_.push_back(std::max(x.ms, py_.back()));  // forward time never shrinks with more tokens
   }
+  std::map<int, std::vector<double>> ratios;  // cached -> measured / marginal
+  double mix = 0;
+  int nmix = 0;
+  for (const ChunkPoint& c : p.chunks) {
+    const double model = MarginalChunkMs(c.tokens, c.cached);
+    if (c.decode_batch == 0) {
+      if (model > 0) ratios[c.cached].push_back(c.ms / model);
+    } else {
+      mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - model;
+      ++nmix;
+    }
+  }
+  for (const auto& [cached, rs] : ratios) {
+    rx_.push_back(cached);
+    double sum = 0;
+    for (double r : rs) sum += r;
+    ry_.push_back(sum / rs.size());
+  }
+  if (nmix > 0 && !rx_.empty()) {  // the mixed points' chunk part with the correction applied
+    mix = 0;
+    for (const ChunkPoint& c : p.chunks) {
+      if (c.decode_batch > 0) {
+        mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - PrefillChunkMs(c.tokens, c.cached);
+      }
+    }
+  }
+  mix_ms_ = nmix > 0 ? std::max(0.0, mix / nmix) : 0;
 }
 
 double CostModel::PrefillMs(double tokens) const {
   return px_.size() < 2 ? fixed_ms_ : std::max(0.0, Interp(px_, py_, tokens));
 }
 
-double CostModel::PrefillChunkMs(double n, double cached) const {
+double CostModel::MarginalChunkMs(double n, double cached) const {
   return std::max(0.0, PrefillMs(cached + n) - PrefillMs(cached));
+}
+
+double CostModel::PrefillChunkMs(double n, double cached) const {
+  const double m = MarginalChunkMs(n, cached);
+  if (rx_.empty()) return m;
+  const double c = std::clamp(cached, rx_.front(), rx_.back());  // no extrapolation
+  return m * std::max(0.0, Interp(rx_, ry_, c));
 }
 
 double CostModel::DecodeMs(double batch, double context) const {
@@ -88,6 +122,7 @@ double CostModel::StepMs(int decode_seqs, double decode_ctx,
                          const std::vector<std::pair<int, int>>& chunks) const {
   double t = decode_seqs > 0 ? DecodeMs(decode_seqs, decode_ctx) : fixed_ms_;
   for (const auto& [n, cached] : chunks) t += PrefillChunkMs(n, cached);
+  if (decode_seqs > 0 && !chunks.empty()) t += mix_ms_;
   return t;
 }
 
@@ -120,6 +155,13 @@ Status Profile::Validate() const {
   }
   if (MakeGrid(decode).b.empty()) {
     return InvalidArgument("decode: points must form a full batch x context grid");
+  }
+  for (const ChunkPoint& c : chunks) {
+    if (c.tokens <= 0 || c.cached < 0 || c.decode_batch < 0 || !(c.ms > 0) ||
+        (c.decode_batch > 0 && c.decode_context <= 0)) {
+      return InvalidArgument("chunks: tokens and ms must be > 0, cached >= 0, decode_batch >= 0 "
+                             "(with decode_context > 0)");
+    }
   }
   return OkStatus();
 }
@@ -156,6 +198,11 @@ StatusOr<Profile> ParseProfile(const std::string& text) {
     }
     for (const json& x : j.at("decode")) {
       p.decode.push_back({x.at("batch").get<int>(), x.at("context").get<int>(),
+                          x.at("ms").get<double>()});
+    }
+    for (const json& x : j.value("chunks", json::array())) {
+      p.chunks.push_back({x.at("tokens").get<int>(), x.at("cached").get<int>(),
+                          x.value("decode_batch", 0), x.value("decode_context", 0),
                           x.at("ms").get<double>()});
     }
   } catch (const std::exception& e) {
@@ -202,6 +249,14 @@ std::string ProfileToJson(const Profile& p) {
   for (const DecodePoint& x : p.decode) {
     j["decode"].push_back({{"batch", x.batch}, {"context", x.context}, {"ms", x.ms}});
   }
+  if (!p.chunks.empty()) {
+    j["chunks"] = json::array();
+    for (const ChunkPoint& c : p.chunks) {
+      j["chunks"].push_back({{"tokens", c.tokens}, {"cached", c.cached},
+                             {"decode_batch", c.decode_batch},
+                             {"decode_context", c.decode_context}, {"ms", c.ms}});
+    }
+  }
   return j.dump(1) + "\n";
 }
 
@@ -221,6 +276,13 @@ Profile ScaleProfile(const Profile& base, const ScaleSpec& s) {
   const double kv = static_cast<double>(s.kv_bytes_per_token) / base.kv_bytes_per_token / s.tp;
   // Prefill is GEMM-bound: every measured time scales with compute.
   for (PrefillPoint& x : p.prefill) x.ms *= compute;
+  // Pure chunk points scale like prefill; mixed ones (part decode, part chunk) are dropped.
+  p.chunks.clear();
+  for (ChunkPoint c : base.chunks) {
+    if (c.decode_batch > 0) continue;
+    c.ms *= compute;
+    p.chunks.push_back(c);
+  }
   // Decode = fixed (weights) + part growing with batch x context (KV reads): split at the
   // smallest measured context and scale the parts separately.
   const double fixed = base.FixedMs();

@@ -30,6 +30,14 @@ struct DecodePoint {
   double ms = 0;    // forward time
 };
 
+// A measured engine step with a prompt chunk: `tokens` new prompt tokens after `cached` cached
+// ones, optionally next to `decode_batch` decoding sequences of `decode_context` tokens each.
+struct ChunkPoint {
+  int tokens = 0, cached = 0;
+  int decode_batch = 0, decode_context = 0;
+  double ms = 0;
+};
+
 struct ModelShape {
   std::string name;
   int num_layers = 0, hidden_size = 0, num_heads = 0, num_kv_heads = 0, head_dim = 0;
@@ -50,6 +58,11 @@ struct Profile {
   int64_t kv_pool_tokens = 0;    // KV capacity of one instance (tokens)
   std::vector<PrefillPoint> prefill;  // sorted by tokens (Load sorts)
   std::vector<DecodePoint> decode;    // any order; a grid over (batch, context) is best
+  // Optional ("chunks" in JSON): chunked-prefill and mixed steps measured directly. When present,
+  // CostModel scales the one-shot marginal chunk cost by the measured/modelled ratio of the
+  // pure chunk points (interpolated in `cached`), and adds the mean measured excess of the mixed
+  // points (step - decode - chunk) to every step that has both decode rows and a chunk.
+  std::vector<ChunkPoint> chunks;
 
   // Forward time (ms) of one prompt of `tokens` tokens with nothing cached: piecewise-linear in
   // the measured points, linear extrapolation beyond them, and fixed_ms() at 0 tokens.
@@ -85,7 +98,10 @@ class CostModel {
                 const std::vector<std::pair<int, int>>& chunks) const;
 
  private:
+  double MarginalChunkMs(double n, double cached) const;
   double fixed_ms_ = 0;
+  std::vector<double> rx_, ry_;  // chunk correction: ratio measured / marginal vs cached
+  double mix_ms_ = 0;            // mean excess of a mixed step
   std::vector<double> px_, py_;          // prefill curve with (0, fixed) first
   std::vector<double> gb_, gc_;          // decode grid axes
   std::vector<std::vector<double>> gms_;  // [batch][context]

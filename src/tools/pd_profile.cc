@@ -28,6 +28,11 @@ Measures forward times with the real ModelRunner and writes a pdserve.profile.v1
   --prefill-tokens LIST    prompt lengths, comma-separated       [128,...,16384 cuda; 16..256 cpu]
   --decode-batches LIST    decode batch sizes                    [1,8,32,64,128,256 cuda; 1,2,4,8 cpu]
   --decode-contexts LIST   context lengths of decoding sequences [128,1024,4096,12288 cuda; 16,64,256 cpu]
+  --chunks LIST            chunked-prefill steps, comma-separated N@CACHED (N prompt tokens
+                           after CACHED cached ones) or N@CACHED+B@CTX (the same next to B
+                           decoding sequences of CTX tokens); "none" for no chunk points
+                           [1024@1024,1024@4096,1024@9216,2048@8192,1024@4096+8@1024,
+                            1024@9216+8@2048 cuda; 16@16,16@64,16@64+2@32 cpu]
   --reps N                 timed repetitions per point (median)                [5]
   --warmup N               untimed forwards per point                           [1]
   --kv-fraction X          cuda: fraction of free GPU memory for the KV pool    [0.85]
@@ -49,6 +54,8 @@ struct Options {
   pd::RunnerOptions ro;
   std::string out, device_name, note, scale_from, target_config;
   std::vector<int> prefill, batches, contexts;
+  std::vector<pd::planner::ChunkPoint> chunks;
+  bool chunks_set = false;
   int reps = 5, warmup = 1, tp = 1;
   double tp_eff = 0.8, memory_gb = 80;
 };
@@ -63,6 +70,30 @@ std::vector<int> ParseList(const std::string& s) {
     i = j + 1;
   }
   return v;
+}
+
+// "N@C" or "N@C+B@X" items, comma-separated; false on a malformed item.
+bool ParseChunks(const std::string& s, std::vector<pd::planner::ChunkPoint>* out) {
+  out->clear();
+  if (s == "none") return true;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    const std::string item = s.substr(i, j - i);
+    pd::planner::ChunkPoint c;
+    char tail = 0;
+    const int n = std::sscanf(item.c_str(), "%d@%d+%d@%d%c", &c.tokens, &c.cached,
+                              &c.decode_batch, &c.decode_context, &tail);
+    if (!(n == 2 || n == 4) || c.tokens <= 0 || c.cached < 0 ||
+        (n == 4 && (c.decode_batch <= 0 || c.decode_context <= 0))) {
+      return false;
+    }
+    if (n == 2) c.decode_batch = c.decode_context = 0;
+    out->push_back(c);
+    i = j + 1;
+  }
+  return true;
 }
 
 int ParseArgs(int argc, char** argv, Options* o) {
@@ -84,6 +115,14 @@ int ParseArgs(int argc, char** argv, Options* o) {
     else if (a == "--prefill-tokens") o->prefill = ParseList(v);
     else if (a == "--decode-batches") o->batches = ParseList(v);
     else if (a == "--decode-contexts") o->contexts = ParseList(v);
+    else if (a == "--chunks") {
+      if (!ParseChunks(v, &o->chunks)) {
+        std::fprintf(stderr, "pd-profile: --chunks: bad list '%s' (items N@CACHED or "
+                     "N@CACHED+B@CTX, comma-separated, or none)\n", v.c_str());
+        return 2;
+      }
+      o->chunks_set = true;
+    }
     else if (a == "--reps") o->reps = std::max(1, std::atoi(v.c_str()));
     else if (a == "--warmup") o->warmup = std::max(0, std::atoi(v.c_str()));
     else if (a == "--kv-fraction") o->ro.kv_memory_fraction = std::atof(v.c_str());
@@ -115,6 +154,11 @@ int ParseArgs(int argc, char** argv, Options* o) {
   }
   if (o->contexts.empty()) {
     o->contexts = cuda ? std::vector<int>{128, 1024, 4096, 12288} : std::vector<int>{16, 64, 256};
+  }
+  if (!o->chunks_set) {
+    ParseChunks(cuda ? "1024@1024,1024@4096,1024@9216,2048@8192,1024@4096+8@1024,1024@9216+8@2048"
+                     : "16@16,16@64,16@64+2@32",
+                &o->chunks);
   }
   return 0;
 }
@@ -170,24 +214,29 @@ double TimeBatch(pd::ModelRunner* r, const pd::ForwardBatch& b, int warmup, int 
   return t[t.size() / 2];
 }
 
-// A batch of `n` sequences, each `new_tokens` new tokens after `cached` cached ones; block ids
-// wrap around the pool.
-pd::ForwardBatch MakeBatch(int n, int new_tokens, int cached, int block_size, int pool_blocks,
-                           int vocab) {
-  pd::ForwardBatch b;
-  b.block_indptr.push_back(0);
-  int next = 0;
+// Appends `n` sequences to `b`, each `new_tokens` new tokens after `cached` cached ones; block
+// ids continue from *next and wrap around the pool.
+void AddSeqs(pd::ForwardBatch* b, int n, int new_tokens, int cached, int block_size,
+             int pool_blocks, int vocab, int* next) {
+  if (b->block_indptr.empty()) b->block_indptr.push_back(0);
   const int per_seq = (cached + new_tokens + block_size - 1) / block_size;
   for (int s = 0; s < n; ++s) {
     pd::SeqStep st;
     st.num_new_tokens = new_tokens;
     st.num_cached = cached;
     st.sample = true;
-    b.seqs.push_back(st);
-    for (int t = 0; t < new_tokens; ++t) b.token_ids.push_back(1 + (s * 7 + t * 13) % (vocab - 1));
-    for (int k = 0; k < per_seq; ++k) b.block_ids.push_back(next++ % pool_blocks);
-    b.block_indptr.push_back(static_cast<int32_t>(b.block_ids.size()));
+    b->seqs.push_back(st);
+    for (int t = 0; t < new_tokens; ++t) b->token_ids.push_back(1 + (s * 7 + t * 13) % (vocab - 1));
+    for (int k = 0; k < per_seq; ++k) b->block_ids.push_back((*next)++ % pool_blocks);
+    b->block_indptr.push_back(static_cast<int32_t>(b->block_ids.size()));
   }
+}
+
+pd::ForwardBatch MakeBatch(int n, int new_tokens, int cached, int block_size, int pool_blocks,
+                           int vocab) {
+  pd::ForwardBatch b;
+  int next = 0;
+  AddSeqs(&b, n, new_tokens, cached, block_size, pool_blocks, vocab, &next);
   return b;
 }
 
@@ -228,6 +277,10 @@ int main(int argc, char** argv) {
   int max_batch = *std::max_element(o.batches.begin(), o.batches.end());
   o.ro.max_batch_tokens = std::max(*std::max_element(o.prefill.begin(), o.prefill.end()), max_batch);
   o.ro.max_seqs = max_batch;
+  for (const pd::planner::ChunkPoint& c : o.chunks) {  // the runner must fit every chunk step
+    o.ro.max_seqs = std::max(o.ro.max_seqs, c.decode_batch + 1);
+    o.ro.max_batch_tokens = std::max(o.ro.max_batch_tokens, c.tokens + c.decode_batch);
+  }
   std::fprintf(stderr, "pd-profile: loading %s on %s\n", o.ro.model_dir.c_str(),
                o.ro.backend.c_str());
   auto runner_or = pd::CreateModelRunner(o.ro);
@@ -291,12 +344,34 @@ int main(int argc, char** argv) {
                    total, b, c, ms, b / ms * 1e3);
     }
   }
+  for (pd::planner::ChunkPoint c : o.chunks) {  // a prompt chunk (first), then decode rows
+    pd::ForwardBatch b;
+    int next = 0;
+    AddSeqs(&b, 1, c.tokens, c.cached, lay.block_size, lay.num_blocks, cfg.vocab_size, &next);
+    AddSeqs(&b, c.decode_batch, 1, c.decode_context - 1, lay.block_size, lay.num_blocks,
+            cfg.vocab_size, &next);
+    if (c.tokens + c.decode_batch > o.ro.max_batch_tokens ||
+        c.cached + c.tokens > cfg.max_position_embeddings ||
+        (c.decode_batch + 1) > o.ro.max_seqs) {
+      std::fprintf(stderr, "pd-profile: skipping chunk %d@%d+%d@%d (exceeds the runner's limits)\n",
+                   c.tokens, c.cached, c.decode_batch, c.decode_context);
+      continue;
+    }
+    c.ms = TimeBatch(r, b, o.warmup, o.reps);
+    if (c.ms < 0) {
+      std::fprintf(stderr, "pd-profile: skipping chunk %d@%d\n", c.tokens, c.cached);
+      continue;
+    }
+    p.chunks.push_back(c);
+    std::fprintf(stderr, "chunk %5d tokens after %6d cached + %3d decoding x %5d: %9.3f ms\n",
+                 c.tokens, c.cached, c.decode_batch, c.decode_context, c.ms);
+  }
   const pd::Status st = pd::planner::SaveProfile(p, o.out);
   if (!st.ok()) {
     std::fprintf(stderr, "pd-profile: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %s (%zu prefill, %zu decode points)\n", o.out.c_str(), p.prefill.size(),
-              p.decode.size());
+  std::printf("wrote %s (%zu prefill, %zu decode, %zu chunk points)\n", o.out.c_str(),
+              p.prefill.size(), p.decode.size(), p.chunks.size());
   return 0;
 }

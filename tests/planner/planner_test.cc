@@ -54,6 +54,30 @@ TEST(Profile, JsonRoundTripAndInterpolation) {
   EXPECT_DOUBLE_EQ(q->StepMs(0, 0, {{100, 0}}), 12);  // a lone prefill = its measured time
 }
 
+// Measured chunk points: the one-shot marginal chunk cost (0.1 ms per token here) is scaled by
+// the measured ratio, interpolated in `cached` and clamped at the ends; mixed steps add their
+// mean measured excess to steps that have both decode rows and a chunk.
+TEST(Profile, ChunkPointsCorrectTheChunkCost) {
+  Profile p = Synthetic(10, 1000, 110);  // PrefillMs(t) = 10 + 0.1 t, every decode step 10 ms
+  EXPECT_NEAR(CostModel(p).PrefillChunkMs(100, 1000), 10, 1e-9);
+  p.chunks = {{100, 0, 0, 0, 20}, {100, 1000, 0, 0, 40}, {100, 1000, 4, 100, 53}};
+  const CostModel m(p);
+  EXPECT_NEAR(m.PrefillChunkMs(100, 0), 20, 1e-9);
+  EXPECT_NEAR(m.PrefillChunkMs(100, 500), 30, 1e-9);   // ratio 3 halfway
+  EXPECT_NEAR(m.PrefillChunkMs(100, 5000), 40, 1e-9);  // clamped to the last ratio
+  EXPECT_NEAR(m.StepMs(2, 100, {{100, 1000}}), 10 + 40 + 3, 1e-9);
+  EXPECT_NEAR(m.StepMs(0, 0, {{100, 1000}}), 10 + 40, 1e-9);  // no decode rows: no mix excess
+  EXPECT_NEAR(m.StepMs(2, 100, {}), 10, 1e-9);
+  StatusOr<Profile> q = ParseProfile(ProfileToJson(p));
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_EQ(q->chunks.size(), 3u);
+  EXPECT_EQ(q->chunks[2].decode_batch, 4);
+  EXPECT_EQ(q->chunks[2].decode_context, 100);
+  EXPECT_NEAR(CostModel(*q).StepMs(2, 100, {{100, 1000}}), 53, 1e-9);
+  p.chunks.push_back({100, 0, 2, 0, 5});  // decode rows without a context
+  EXPECT_EQ(p.Validate().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(Profile, RejectsBadInput) {
   EXPECT_FALSE(ParseProfile("{").ok());
   EXPECT_FALSE(ParseProfile(R"({"schema": "other"})").ok());

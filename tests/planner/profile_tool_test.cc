@@ -37,6 +37,13 @@ TEST(PdProfile, TinyCpuModelGivesAUsableProfile) {
   EXPECT_EQ(p->decode.size(), 4u);
   EXPECT_EQ(p->hardware.backend, "cpu");
   for (const PrefillPoint& x : p->prefill) EXPECT_GT(x.ms, 0);
+  // The default CPU chunk points: two pure chunks and one next to 2 decoding sequences.
+  ASSERT_EQ(p->chunks.size(), 3u);
+  EXPECT_EQ(p->chunks[1].tokens, 16);
+  EXPECT_EQ(p->chunks[1].cached, 64);
+  EXPECT_EQ(p->chunks[2].decode_batch, 2);
+  EXPECT_EQ(p->chunks[2].decode_context, 32);
+  for (const ChunkPoint& c : p->chunks) EXPECT_GT(c.ms, 0);
   // It drives the simulator.
   Deployment d;
   d.prefill_profile = d.decode_profile = *p;
