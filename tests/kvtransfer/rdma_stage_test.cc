@@ -331,6 +331,29 @@ TEST(RdmaStageTest, GpuPeerWithoutStagingRingIsRefused) {
   EXPECT_NE(id.status().message().find("GPU"), std::string::npos);
 }
 
+// A channel going away deregisters every buffer it registered (a late WRITE from the peer then
+// fails at the NIC instead of landing in freed memory) and frees its pinned rings.
+TEST(RdmaStageTest, ChannelReleasesItsRegistrationsAndRings) {
+  FakeFabric f;
+  FakeVerbs* d = f.AddDevice();
+  ManualClock clock{0};
+  std::vector<uint8_t> mem(1 << 20);
+  const MemoryRegion gpu{reinterpret_cast<uint64_t>(mem.data()), mem.size(), 0, 0};
+  auto copier = std::make_shared<FakeDeviceCopier>();
+  {
+    RdmaChannel ch(d, {gpu}, ChannelOptions{}, clock);
+    ASSERT_TRUE(ch.EnableStaging({copier, {true}, 4}).ok());
+    ASSERT_TRUE(ch.Init().ok());
+    ASSERT_TRUE(ch.SetPeer({*d->CreateQp()}, {{0x1000, 1 << 20, 7}}, {0x2000, 4096, 8}).ok());
+    ASSERT_TRUE(ch.SetPeerStaging({true}, {0x3000, 4 * (64 + 4096), 9}, 4).ok());
+    ASSERT_TRUE(ch.SetPeerStaging({true}, {0x3000, 4 * (64 + 4096), 9}, 4).ok());  // again
+    EXPECT_EQ(d->registrations(), 5u);  // notify ring, notify staging, tx, rx, headers
+    EXPECT_EQ(copier->pinned_live(), 2u);
+  }
+  EXPECT_EQ(d->registrations(), 0u);
+  EXPECT_EQ(copier->pinned_live(), 0u);
+}
+
 // ---- through TransferEngine ("rdma" transport) ----------------------------------------------
 
 class Fwd final : public Verbs {

@@ -32,6 +32,17 @@ StatusOr<MemoryRegion> FakeVerbs::RegisterMemory(void* addr, size_t length) {
   return mr;
 }
 
+void FakeVerbs::DeregisterMemory(const MemoryRegion& mr) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = mrs_.find(mr.rkey);
+  if (it != mrs_.end() && it->second.lkey == mr.lkey) mrs_.erase(it);
+}
+
+size_t FakeVerbs::registrations() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return mrs_.size();
+}
+
 StatusOr<uint32_t> FakeVerbs::CreateQp() {
   std::lock_guard<std::mutex> l(mu_);
   const uint32_t qpn = fabric_->NextQpn();

@@ -24,6 +24,7 @@ class FakeVerbs final : public Verbs {
  public:
   FakeVerbs(FakeFabric* fabric, uint16_t lid) : fabric_(fabric), lid_(lid) {}
   StatusOr<MemoryRegion> RegisterMemory(void* addr, size_t length) override;
+  void DeregisterMemory(const MemoryRegion& mr) override;
   StatusOr<uint32_t> CreateQp() override;
   QpAddress LocalAddress(uint32_t qpn) const override;
   Status ConnectQp(uint32_t qpn, const QpAddress& remote) override;
@@ -37,6 +38,7 @@ class FakeVerbs final : public Verbs {
   void set_hold_completions(bool hold);  // keep write completions until released
   void ReleaseHeld();
   size_t writes_posted(uint32_t qpn) const;
+  size_t registrations() const;
   uint16_t lid() const { return lid_; }
 
  private:

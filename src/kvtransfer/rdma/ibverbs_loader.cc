@@ -24,6 +24,7 @@ struct Lib {
   ibv_context* (*open_device)(ibv_device*) = nullptr;
   ibv_pd* (*alloc_pd)(ibv_context*) = nullptr;
   ibv_mr* (*reg_mr)(ibv_pd*, void*, size_t, int) = nullptr;
+  int (*dereg_mr)(ibv_mr*) = nullptr;
   ibv_cq* (*create_cq)(ibv_context*, int, void*, ibv_comp_channel*, int) = nullptr;
   ibv_qp* (*create_qp)(ibv_pd*, ibv_qp_init_attr*) = nullptr;
   int (*modify_qp)(ibv_qp*, ibv_qp_attr*, int) = nullptr;
@@ -48,7 +49,14 @@ class IbVerbs final : public Verbs {
     ibv_mr* mr = lib_.reg_mr(pd_, addr, length,
                              IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ);
     if (!mr) return Unavailable(std::string("ibv_reg_mr: ") + strerror(errno));
+    mrs_[mr->lkey] = mr;
     return MemoryRegion{reinterpret_cast<uint64_t>(addr), length, mr->lkey, mr->rkey};
+  }
+  void DeregisterMemory(const MemoryRegion& m) override {
+    auto it = mrs_.find(m.lkey);
+    if (it == mrs_.end()) return;
+    lib_.dereg_mr(it->second);
+    mrs_.erase(it);
   }
   StatusOr<uint32_t> CreateQp() override {
     ibv_qp_init_attr a{};
@@ -173,6 +181,7 @@ class IbVerbs final : public Verbs {
   ibv_port_attr port_{};
   ibv_gid gid_{};
   std::map<uint32_t, ibv_qp*> qps_;
+  std::map<uint32_t, ibv_mr*> mrs_;  // by lkey
 };
 
 }  // namespace
@@ -186,6 +195,7 @@ StatusOr<std::unique_ptr<Verbs>> OpenIbverbs(const std::string& device) {
       !Sym(lib.handle, "ibv_get_device_name", lib.get_device_name) ||
       !Sym(lib.handle, "ibv_open_device", lib.open_device) ||
       !Sym(lib.handle, "ibv_alloc_pd", lib.alloc_pd) || !Sym(lib.handle, "ibv_reg_mr", lib.reg_mr) ||
+      !Sym(lib.handle, "ibv_dereg_mr", lib.dereg_mr) ||
       !Sym(lib.handle, "ibv_create_cq", lib.create_cq) ||
       !Sym(lib.handle, "ibv_create_qp", lib.create_qp) ||
       !Sym(lib.handle, "ibv_modify_qp", lib.modify_qp) ||

@@ -29,6 +29,11 @@ constexpr size_t kMaxQueuedChunks = RdmaChannel::kMaxStageSlots;
 }  // namespace
 
 RdmaChannel::~RdmaChannel() {
+  // The NIC must not touch our buffers once they are freed: a late WRITE from the peer now fails
+  // with a remote access error instead.
+  for (const MemoryRegion* mr : {&ring_mr_, &staging_mr_, &tx_mr_, &rx_mr_, &hdrs_mr_}) {
+    if (mr->addr != 0) verbs_->DeregisterMemory(*mr);
+  }
   if (!stage_) return;
   if (last_fence_ > 0) {  // nothing may still copy into or out of the rings
     Status st = cfg_.copier->Wait(last_fence_, std::chrono::seconds(10));
@@ -88,6 +93,8 @@ Status RdmaChannel::SetPeerStaging(std::vector<bool> remote_device, RemoteRegion
   remote_stride_ = 0;
   remote_free_.clear();
   remote_owner_.clear();
+  if (hdrs_mr_.addr != 0) verbs_->DeregisterMemory(hdrs_mr_);
+  hdrs_mr_ = {};
   if (remote_slots == 0 || remote_stage.length == 0) return OkStatus();
   if (remote_slots > kMaxStageSlots || remote_stage.length % remote_slots != 0 ||
       remote_stage.length / remote_slots <= kStageHeader ||

@@ -55,6 +55,8 @@ class Verbs {
   virtual ~Verbs() = default;
   // Registers [addr, addr + length) for local and remote write access.
   virtual StatusOr<MemoryRegion> RegisterMemory(void* addr, size_t length) = 0;
+  // Releases a registration of RegisterMemory (before its memory is freed); no-op by default.
+  virtual void DeregisterMemory(const MemoryRegion& mr) { (void)mr; }
   // Creates an RC QP on the shared CQ; returns its number.
   virtual StatusOr<uint32_t> CreateQp() = 0;
   virtual QpAddress LocalAddress(uint32_t qpn) const = 0;
