@@ -132,6 +132,20 @@ pd::ModelConfig Llama8B() {
   return c;
 }
 
+// The llama-3.2-1b shape (word `1b`): head_dim 64, tied embeddings, llama3 RoPE factor 32.
+pd::ModelConfig Llama1B() {
+  pd::ModelConfig c = Llama8B();
+  c.hidden_size = 2048;
+  c.intermediate_size = 8192;
+  c.num_layers = 16;
+  c.head_dim = 64;
+  c.tie_word_embeddings = true;
+  c.rope_scaling.factor = 32;
+  return c;
+}
+
+const char* ShapeName(const pd::ModelConfig& c) { return c.hidden_size == 2048 ? "1B" : "8B"; }
+
 double WeightBytes(const pd::ModelConfig& c) {
   const double H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
   const double layer = H * (c.num_heads + 2 * c.num_kv_heads) * D + c.num_heads * D * H + 3 * H * I;
@@ -166,8 +180,8 @@ void BenchDecode(pd::ModelRunner* r, const Ceilings& c, bool quick) {
   const double wbytes = WeightBytes(cfg);
   const int pool = r->kv_arena().layout.num_blocks, bs = r->kv_arena().layout.block_size;
   const double kv_tok = double(cfg.KvBytesPerToken(2));
-  std::printf("decode   8B shape, weights %.2f GB/step, KV pool %d blocks (%.1f GB); graphs on\n",
-              wbytes / 1e9, pool, r->kv_arena().bytes / 1e9);
+  std::printf("decode   %s shape, weights %.2f GB/step, KV pool %d blocks (%.1f GB); graphs on\n",
+              ShapeName(cfg), wbytes / 1e9, pool, r->kv_arena().bytes / 1e9);
   for (int ctx : {1024, 4096}) {
     for (int batch : {1, 32, 128, 256}) {
       if (quick && batch > 32) continue;
@@ -418,7 +432,8 @@ void BenchAttention(const Ceilings& c, int sms, bool quick) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Words: quick (fewer shapes), noattn / nogemv / nodecode / noprefill (skip a section).
+  // Words: quick (fewer shapes), noattn / nogemv / nodecode / noprefill (skip a section),
+  // 1b (decode and prefill on the llama-3.2-1b shape instead of the 8B one).
   auto has = [&](const char* w) {
     for (int i = 1; i < argc; ++i) {
       if (std::strcmp(argv[i], w) == 0) return true;
@@ -444,7 +459,7 @@ int main(int argc, char** argv) {
   o.max_batch_tokens = 32768;
   o.max_seqs = 256;
   o.kv_memory_fraction = 0.85;
-  auto r = pd::CreateCudaRunnerRandom(Llama8B(), o, 42);
+  auto r = pd::CreateCudaRunnerRandom(has("1b") ? Llama1B() : Llama8B(), o, 42);
   if (!r.ok()) {
     std::printf("runner: %s\n", r.status().ToString().c_str());
     return 1;

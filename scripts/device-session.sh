@@ -13,10 +13,11 @@
 #          bash scripts/device-session.sh serve     scripts/device-serve.sh (KV path arms)
 #          bash scripts/device-session.sh plan      scripts/device-plan.sh (calibration)
 #          bash scripts/device-session.sh chunks    pd-profile --chunks (chunked/mixed steps)
+#          bash scripts/device-session.sh gputests  all label-gpu test binaries + 1B-shape bench
 # Logs under $OUT/<phase>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: decode | prefill | serve | plan | chunks}
+phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests}
 shift
 OUT=${OUT:-/tmp/pd-out}
 export OUT=$OUT/$phase
@@ -33,6 +34,16 @@ case $phase in
   prefill) bash bench/cuda_prefill_device.sh run "${1:-full}" ;;
   serve) bash scripts/device-serve.sh ;;
   plan) BUNDLE=.dev/gpu/bin.tar.xz bash scripts/device-plan.sh ;;
+  gputests)  # every ctest label-gpu binary (what `ctest -L gpu` runs), then the 1B-shape bench
+    B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib PD_TEST_DATA_DIR=$PWD/tests/data
+    rc=0
+    for t in cuda_kernels_test cuda_runner_test cuda_bf16_reference_test kvtransfer_gpu_test; do
+      timeout 200 $B/$t > "$OUT/$t.log" 2>&1; r=$?; [ $r = 0 ] || rc=1
+      echo "$t rc=$r: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/$t.log" | tr '\n' ' ')"
+    done
+    echo "gpu-labelled tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
+    timeout 150 $B/cuda_bench 1b nogemv noattn 2>&1 | tee "$OUT/bench_1b.log" | grep -E "^(ceiling|decode|prefill)"
+    ;;
   chunks)  # chunked-prefill and mixed-step costs (pd-profile --chunks) for the simulator
     B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
     MD=/dev/shm; [ -w $MD ] || MD=/tmp
