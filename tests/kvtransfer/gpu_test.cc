@@ -12,6 +12,7 @@
 #include <string>
 
 #include "peer_process.h"
+#include "fake_nic.h"
 #include "staging_cases.h"
 
 namespace pd::kvtransfer {
@@ -53,6 +54,19 @@ testing::Backend CudaBackend() {
   };
 #endif
   return b;
+}
+
+// The rdma GPU staging (rdma_stage.cc) with the real CUDA copier, on the fake verbs layer (no
+// NIC here): GPU memory is touched only by cudaMemcpyAsync into / out of the pinned rings, the
+// notification is checked against GPU memory.
+TEST(GpuTest, RdmaFakeVerbsGpuStagingByteExact) {
+  REQUIRE_GPU();
+  testing::FakeNicScope fake_nic;
+  EngineOptions o;
+  o.transport = "rdma";
+  testing::WriteWithNotificationCase(CudaBackend(), true, true, 32 << 20, o);
+  testing::WriteWithNotificationCase(CudaBackend(), true, false, 8 << 20, o);
+  testing::WriteWithNotificationCase(CudaBackend(), false, true, 8 << 20, o);
 }
 
 TEST(GpuTest, TcpGpuToGpuByteExactNotifiedAfterData) {

@@ -17,6 +17,7 @@
 #include "kvtransfer/rdma/rdma_channel.h"
 #include "kvtransfer/rdma/rdma_transport.h"
 #include "kvtransfer/transfer_engine.h"
+#include "fake_nic.h"
 #include "staging_cases.h"
 
 namespace pd::kvtransfer::rdma {
@@ -356,27 +357,6 @@ TEST(RdmaStageTest, ChannelReleasesItsRegistrationsAndRings) {
 
 // ---- through TransferEngine ("rdma" transport) ----------------------------------------------
 
-class Fwd final : public Verbs {
- public:
-  explicit Fwd(FakeVerbs* d) : d_(d) {}
-  StatusOr<MemoryRegion> RegisterMemory(void* a, size_t n) override {
-    return d_->RegisterMemory(a, n);
-  }
-  StatusOr<uint32_t> CreateQp() override { return d_->CreateQp(); }
-  QpAddress LocalAddress(uint32_t q) const override { return d_->LocalAddress(q); }
-  Status ConnectQp(uint32_t q, const QpAddress& r) override { return d_->ConnectQp(q, r); }
-  Status PostWrite(uint32_t q, uint64_t w, std::span<const Sge> s, uint64_t ra, uint32_t rk,
-                   std::optional<uint32_t> imm) override {
-    return d_->PostWrite(q, w, s, ra, rk, imm);
-  }
-  Status PostRecv(uint32_t q, uint64_t w) override { return d_->PostRecv(q, w); }
-  int PollCq(std::span<Completion> out) override { return d_->PollCq(out); }
-  void DestroyQp(uint32_t q) override { d_->DestroyQp(q); }
-
- private:
-  FakeVerbs* d_;
-};
-
 testing::Backend FakeGpu(microseconds delay = microseconds{150}) {
   testing::Backend b;
   b.alloc = [](size_t n) { return std::malloc(n); };
@@ -387,16 +367,6 @@ testing::Backend FakeGpu(microseconds delay = microseconds{150}) {
   return b;
 }
 
-struct FakeRdma {  // installs the fake fabric for engines started in this scope
-  FakeRdma() {
-    static FakeFabric* fabric = new FakeFabric();  // outlives every engine
-    SetVerbsFactoryForTesting([] {
-      return StatusOr<std::unique_ptr<Verbs>>(std::make_unique<Fwd>(fabric->AddDevice()));
-    });
-  }
-  ~FakeRdma() { SetVerbsFactoryForTesting({}); }
-};
-
 EngineOptions Rdma() {
   EngineOptions o;
   o.transport = "rdma";
@@ -405,14 +375,14 @@ EngineOptions Rdma() {
 }
 
 TEST(RdmaStageEngineTest, WritesWithNotificationGpuHostGpu) {
-  FakeRdma fake;
+  testing::FakeNicScope fake_nic;
   testing::WriteWithNotificationCase(FakeGpu(), true, true, 8 << 20, Rdma());
   testing::WriteWithNotificationCase(FakeGpu(), true, false, 4 << 20, Rdma());
   testing::WriteWithNotificationCase(FakeGpu(), false, true, 4 << 20, Rdma());
 }
 
 TEST(RdmaStageEngineTest, ReadStaysRefusedAndShutdownMidFlightFreesPinnedMemory) {
-  FakeRdma fake;
+  testing::FakeNicScope fake_nic;
   const size_t n = 8 << 20;
   std::shared_ptr<DeviceCopier> sc, dc;
   {
