@@ -39,8 +39,8 @@
 #include <vector>
 
 #include "kvtransfer/clock.h"
-#include "kvtransfer/device_copier.h"
 #include "kvtransfer/congestion.h"
+#include "kvtransfer/device_copier.h"
 #include "kvtransfer/path_selector.h"
 #include "kvtransfer/rdma/verbs.h"
 #include "kvtransfer/transport.h"
