@@ -4,7 +4,7 @@
 Usage:
   scripts/plan_calibrate.py RESULTS_DIR PD_SIM [--profile F.json] [--link-gbps X]
       [--stage-gbps X] [--step-overhead-ms X] [--seq-overhead-ms X] [--share-penalty X]
-      [--link-lanes N]
+      [--link-lanes N] [--chunk-factor X]
       [--fit DEP:PT,DEP:PT,...] [--fit-params link-gbps,step-overhead-ms] [--label NAME]
   scripts/plan_calibrate.py --predict POINTS_FILE PD_SIM --p-kv-tokens N --d-kv-tokens N
       --colo-kv-tokens N [same model flags]
@@ -43,6 +43,7 @@ GRIDS = {
     "share-penalty": [round(0.7 + 0.05 * i, 2) for i in range(13)],  # 0.7 .. 1.3
     "seq-overhead-ms": [round(0.005 * i, 3) for i in range(21)],  # 0 .. 0.1 ms
     "link-lanes": [1, 2, 3, 4],
+    "chunk-factor": [round(1 + 0.05 * i, 2) for i in range(31)],  # 1 .. 2.5
 }
 
 
@@ -103,7 +104,8 @@ def main():
               "step-overhead-ms": float(flag(extra, "--step-overhead-ms", "0")),
               "share-penalty": float(flag(extra, "--share-penalty", "1.0")),
               "seq-overhead-ms": float(flag(extra, "--seq-overhead-ms", "0")),
-              "link-lanes": int(flag(extra, "--link-lanes", "1"))}
+              "link-lanes": int(flag(extra, "--link-lanes", "1")),
+              "chunk-factor": float(flag(extra, "--chunk-factor", "1"))}
     label = flag(extra, "--label", "apriori")
     if predict:
         profile = flag(extra, "--profile", "configs/profiles/llama-3.1-8b-h100.json")

@@ -52,7 +52,7 @@ Grid MakeGrid(const std::vector<DecodePoint>& pts) {
 
 }  // namespace
 
-CostModel::CostModel(const Profile& p) {
+CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chunk_factor) {
   const Grid g = MakeGrid(p.decode);
   gb_ = g.b;
   gc_ = g.c;
@@ -104,7 +104,7 @@ double CostModel::MarginalChunkMs(double n, double cached) const {
 }
 
 double CostModel::PrefillChunkMs(double n, double cached) const {
-  const double m = MarginalChunkMs(n, cached);
+  const double m = MarginalChunkMs(n, cached) * (cached > 0 ? chunk_factor_ : 1.0);
   if (rx_.empty()) return m;
   const double c = std::clamp(cached, rx_.front(), rx_.back());  // no extrapolation
   return m * std::max(0.0, Interp(rx_, ry_, c));

@@ -89,7 +89,9 @@ struct Profile {
 // millions of times; Profile's own methods build one per call).
 class CostModel {
  public:
-  explicit CostModel(const Profile& p);
+  // chunk_factor multiplies the cost of prompt chunks after a cached prefix (cached > 0): a
+  // calibration knob for what one-shot profiles miss (1 = the profile's model).
+  explicit CostModel(const Profile& p, double chunk_factor = 1.0);
   double PrefillMs(double tokens) const;
   double PrefillChunkMs(double n, double cached) const;
   double DecodeMs(double batch, double context) const;
@@ -102,6 +104,7 @@ class CostModel {
   double fixed_ms_ = 0;
   std::vector<double> rx_, ry_;  // chunk correction: ratio measured / marginal vs cached
   double mix_ms_ = 0;            // mean excess of a mixed step
+  double chunk_factor_ = 1.0;
   std::vector<double> px_, py_;          // prefill curve with (0, fixed) first
   std::vector<double> gb_, gc_;          // decode grid axes
   std::vector<std::vector<double>> gms_;  // [batch][context]

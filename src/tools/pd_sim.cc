@@ -29,6 +29,7 @@ Simulates a deployment driven by a phase profile and prints what pd-bench would 
   --slo-ttft-ms X --slo-tpot-ms Y                                            [500, 50]
   --shared-gpu          all instances time-slice one GPU (1P1D on one GPU)
   --share-penalty X     slowdown per other busy instance on the shared GPU   [1.0]
+  --chunk-factor X      cost factor of prompt chunks after a cached prefix  [1.0]
   --poll-ms X           router load poll interval                            [500]
   --json                pd-bench's JSON report plus kv_gbps / link use
 )";
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
     else if (a == "--slo-ttft-ms") so.slo_ttft_ms = std::atof(v.c_str());
     else if (a == "--slo-tpot-ms") so.slo_tpot_ms = std::atof(v.c_str());
     else if (a == "--share-penalty") d.share_penalty = std::atof(v.c_str());
+    else if (a == "--chunk-factor") d.chunk_factor = std::atof(v.c_str());
     else if (a == "--poll-ms") d.poll_interval_ms = std::atof(v.c_str());
     else {
       std::fprintf(stderr, "pd-sim: unknown flag %s (see --help)\n", a.c_str());

@@ -60,6 +60,8 @@ TEST(Profile, JsonRoundTripAndInterpolation) {
 TEST(Profile, ChunkPointsCorrectTheChunkCost) {
   Profile p = Synthetic(10, 1000, 110);  // PrefillMs(t) = 10 + 0.1 t, every decode step 10 ms
   EXPECT_NEAR(CostModel(p).PrefillChunkMs(100, 1000), 10, 1e-9);
+  EXPECT_NEAR(CostModel(p, 1.5).PrefillChunkMs(100, 1000), 15, 1e-9);  // chunk_factor
+  EXPECT_NEAR(CostModel(p, 1.5).PrefillChunkMs(100, 0), 10, 1e-9);     // not on a first chunk
   p.chunks = {{100, 0, 0, 0, 20}, {100, 1000, 0, 0, 40}, {100, 1000, 4, 100, 53}};
   const CostModel m(p);
   EXPECT_NEAR(m.PrefillChunkMs(100, 0), 20, 1e-9);

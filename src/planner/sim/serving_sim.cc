@@ -76,7 +76,8 @@ int BlocksFor(int tokens, int bs) { return (tokens + bs - 1) / bs; }
 class Sim {
  public:
   Sim(const Deployment& d, const std::vector<SimRequest>& reqs)
-      : d_(d), reqs_(reqs), pcost_(d.prefill_profile), dcost_(d.decode_profile) {
+      : d_(d), reqs_(reqs), pcost_(d.prefill_profile, d.chunk_factor),
+        dcost_(d.decode_profile, d.chunk_factor) {
     out_.requests.resize(reqs.size());
     MakeInstances(d.num_prefill, true, &pinst_);
     MakeInstances(d.num_decode, false, &dinst_);

@@ -72,6 +72,7 @@ struct Deployment {
   double rpc_ms = 1.0;       // the router's extra hop of a remote prefill (P answers, then D)
   bool shared_gpu = false;   // every instance on one GPU (the calibration setup)
   double share_penalty = 1.0;  // 1: fair time-slicing (k busy -> each at 1/k speed)
+  double chunk_factor = 1.0;   // CostModel's factor on chunks after a cached prefix
 
   int gpus() const {
     return num_prefill * prefill_profile.tp + num_decode * decode_profile.tp;
