@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <thread>
 
 #include "kvtransfer/device_copier.h"
@@ -28,16 +27,9 @@ using std::chrono::milliseconds;
 
 constexpr int kQps = 4;
 
-std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& x : v) x = static_cast<uint8_t>(rng());
-  return v;
-}
-
 // In place: the memory is registered (or named in the channel) by address.
 void Fill(std::vector<uint8_t>& mem, uint32_t seed) {
-  const auto v = RandomBytes(mem.size(), seed);
+  const auto v = testing::Random(mem.size(), seed);
   std::memcpy(mem.data(), v.data(), v.size());
 }
 
@@ -357,16 +349,6 @@ TEST(RdmaStageTest, ChannelReleasesItsRegistrationsAndRings) {
 
 // ---- through TransferEngine ("rdma" transport) ----------------------------------------------
 
-testing::Backend FakeGpu(microseconds delay = microseconds{150}) {
-  testing::Backend b;
-  b.alloc = [](size_t n) { return std::malloc(n); };
-  b.free = [](void* p) { std::free(p); };
-  b.upload = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
-  b.download = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
-  b.copier = [delay] { return std::make_shared<FakeDeviceCopier>(delay); };
-  return b;
-}
-
 EngineOptions Rdma() {
   EngineOptions o;
   o.transport = "rdma";
@@ -376,9 +358,9 @@ EngineOptions Rdma() {
 
 TEST(RdmaStageEngineTest, WritesWithNotificationGpuHostGpu) {
   testing::FakeNicScope fake_nic;
-  testing::WriteWithNotificationCase(FakeGpu(), true, true, 8 << 20, Rdma());
-  testing::WriteWithNotificationCase(FakeGpu(), true, false, 4 << 20, Rdma());
-  testing::WriteWithNotificationCase(FakeGpu(), false, true, 4 << 20, Rdma());
+  testing::WriteWithNotificationCase(testing::FakeBackend(), true, true, 8 << 20, Rdma());
+  testing::WriteWithNotificationCase(testing::FakeBackend(), true, false, 4 << 20, Rdma());
+  testing::WriteWithNotificationCase(testing::FakeBackend(), false, true, 4 << 20, Rdma());
 }
 
 TEST(RdmaStageEngineTest, ReadStaysRefusedAndShutdownMidFlightFreesPinnedMemory) {
@@ -386,7 +368,7 @@ TEST(RdmaStageEngineTest, ReadStaysRefusedAndShutdownMidFlightFreesPinnedMemory)
   const size_t n = 8 << 20;
   std::shared_ptr<DeviceCopier> sc, dc;
   {
-    testing::Rig r(FakeGpu(microseconds{400}), n, true, true, Rdma());
+    testing::Rig r(testing::FakeBackend(microseconds{400}), n, true, true, Rdma());
     sc = r.src_copier;
     dc = r.dst_copier;
     auto id = r.src->Post(Op::kRead, r.peer, std::vector<Desc>{{0, 0, 4096}},

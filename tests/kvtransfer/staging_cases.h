@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -27,6 +28,18 @@ struct Backend {
   std::function<void(void*, const void*, size_t)> download;  // "device" -> host
   std::function<std::shared_ptr<DeviceCopier>()> copier;     // one per engine
 };
+
+// Host memory standing in for the GPU, moved by the FakeDeviceCopier (poisons in-flight
+// destinations, completes fences after `delay`): the CI backend of the staging tests.
+inline Backend FakeBackend(std::chrono::microseconds delay = std::chrono::microseconds{150}) {
+  Backend b;
+  b.alloc = [](size_t n) { return std::malloc(n); };
+  b.free = [](void* p) { std::free(p); };
+  b.upload = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
+  b.download = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
+  b.copier = [delay] { return std::make_shared<FakeDeviceCopier>(delay); };
+  return b;
+}
 
 inline std::vector<uint8_t> Random(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);

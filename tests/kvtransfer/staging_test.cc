@@ -12,17 +12,8 @@ namespace pd::kvtransfer {
 namespace {
 
 using testing::Backend;
+using testing::FakeBackend;
 using testing::Rig;
-
-Backend FakeBackend(std::chrono::microseconds delay = std::chrono::microseconds{150}) {
-  Backend b;
-  b.alloc = [](size_t n) { return std::malloc(n); };
-  b.free = [](void* p) { std::free(p); };
-  b.upload = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
-  b.download = [](void* d, const void* s, size_t n) { std::memcpy(d, s, n); };
-  b.copier = [delay] { return std::make_shared<FakeDeviceCopier>(delay); };
-  return b;
-}
 
 TEST(StagingTest, DeviceToDeviceWriteNotifiesAfterLastCopy) {
   testing::WriteWithNotificationCase(FakeBackend(), true, true);
