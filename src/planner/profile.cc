@@ -66,17 +66,10 @@ CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chun
     px_.push_back(x.tokens);
     py_.push_back(std::max(x.ms, py_.back()));  // forward time never shrinks with more tokens
   }
-  std::map<int, std::vector<double>> ratios;  // cached -> measured / marginal
-  double mix = 0;
-  int nmix = 0;
+  std::map<int, std::vector<double>> ratios;  // cached -> measured / marginal (pure chunks)
   for (const ChunkPoint& c : p.chunks) {
     const double model = MarginalChunkMs(c.tokens, c.cached);
-    if (c.decode_batch == 0) {
-      if (model > 0) ratios[c.cached].push_back(c.ms / model);
-    } else {
-      mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - model;
-      ++nmix;
-    }
+    if (c.decode_batch == 0 && model > 0) ratios[c.cached].push_back(c.ms / model);
   }
   for (const auto& [cached, rs] : ratios) {
     rx_.push_back(cached);
@@ -84,13 +77,14 @@ CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chun
     for (double r : rs) sum += r;
     ry_.push_back(sum / rs.size());
   }
-  if (nmix > 0 && !rx_.empty()) {  // the mixed points' chunk part with the correction applied
-    mix = 0;
-    for (const ChunkPoint& c : p.chunks) {
-      if (c.decode_batch > 0) {
-        mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - PrefillChunkMs(c.tokens, c.cached);
-      }
-    }
+  // Mixed points: what the step costs beyond its decode part and its (corrected) chunk.
+  double mix = 0;
+  int nmix = 0;
+  for (const ChunkPoint& c : p.chunks) {
+    if (c.decode_batch == 0) continue;
+    const double chunk = MeasuredChunkMs(c.tokens, c.cached);
+    mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - chunk;
+    ++nmix;
   }
   mix_ms_ = nmix > 0 ? std::max(0.0, mix / nmix) : 0;
 }
@@ -103,11 +97,15 @@ double CostModel::MarginalChunkMs(double n, double cached) const {
   return std::max(0.0, PrefillMs(cached + n) - PrefillMs(cached));
 }
 
-double CostModel::PrefillChunkMs(double n, double cached) const {
-  const double m = MarginalChunkMs(n, cached) * (cached > 0 ? chunk_factor_ : 1.0);
+double CostModel::MeasuredChunkMs(double n, double cached) const {
+  const double m = MarginalChunkMs(n, cached);
   if (rx_.empty()) return m;
   const double c = std::clamp(cached, rx_.front(), rx_.back());  // no extrapolation
   return m * std::max(0.0, Interp(rx_, ry_, c));
+}
+
+double CostModel::PrefillChunkMs(double n, double cached) const {
+  return MeasuredChunkMs(n, cached) * (cached > 0 ? chunk_factor_ : 1.0);
 }
 
 double CostModel::DecodeMs(double batch, double context) const {

@@ -100,7 +100,8 @@ class CostModel {
                 const std::vector<std::pair<int, int>>& chunks) const;
 
  private:
-  double MarginalChunkMs(double n, double cached) const;
+  double MarginalChunkMs(double n, double cached) const;  // one-shot marginal
+  double MeasuredChunkMs(double n, double cached) const;  // ... x the chunk points' ratio
   double fixed_ms_ = 0;
   std::vector<double> rx_, ry_;  // chunk correction: ratio measured / marginal vs cached
   double mix_ms_ = 0;            // mean excess of a mixed step

@@ -345,18 +345,18 @@ int main(int argc, char** argv) {
     }
   }
   for (pd::planner::ChunkPoint c : o.chunks) {  // a prompt chunk (first), then decode rows
+    // (the runner's batch limits were sized for every chunk point above)
+    if (std::max(c.cached + c.tokens, c.decode_context) > cfg.max_position_embeddings) {
+      std::fprintf(stderr,
+                   "pd-profile: skipping chunk %d@%d+%d@%d (beyond max_position_embeddings)\n",
+                   c.tokens, c.cached, c.decode_batch, c.decode_context);
+      continue;
+    }
     pd::ForwardBatch b;
     int next = 0;
     AddSeqs(&b, 1, c.tokens, c.cached, lay.block_size, lay.num_blocks, cfg.vocab_size, &next);
     AddSeqs(&b, c.decode_batch, 1, c.decode_context - 1, lay.block_size, lay.num_blocks,
             cfg.vocab_size, &next);
-    if (c.tokens + c.decode_batch > o.ro.max_batch_tokens ||
-        c.cached + c.tokens > cfg.max_position_embeddings ||
-        (c.decode_batch + 1) > o.ro.max_seqs) {
-      std::fprintf(stderr, "pd-profile: skipping chunk %d@%d+%d@%d (exceeds the runner's limits)\n",
-                   c.tokens, c.cached, c.decode_batch, c.decode_context);
-      continue;
-    }
     c.ms = TimeBatch(r, b, o.warmup, o.reps);
     if (c.ms < 0) {
       std::fprintf(stderr, "pd-profile: skipping chunk %d@%d\n", c.tokens, c.cached);
