@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "model/cuda/cuda_gemv_dot.cuh"
 #include "model/cuda/cuda_gemv_stream.h"
 #include "model/cuda/cuda_pdl.cuh"
 
@@ -78,18 +79,7 @@ __global__ void __launch_bounds__(kWarps * 32) GemvStreamKernel(const bf16_t* __
       for (int u = 0; u < kU; ++u) {
         const int i = base + u * 256;
         if (i >= in) break;
-        const uint4 wv = src[u * 32];
-        const uint32_t ww[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * in + i));
-          const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            acc[r] += __uint_as_float(ww[k] << 16) * __uint_as_float(xx[k] << 16) +
-                      __uint_as_float(ww[k] & 0xffff0000u) * __uint_as_float(xx[k] & 0xffff0000u);
-          }
-        }
+        GemvDot16B<R>(src[u * 32], x, in, i, acc);
       }
     }
 #pragma unroll

@@ -1,6 +1,7 @@
 // Element-wise and per-row kernels of the CUDA backend (see cuda_kernels.h for contracts).
 #include <cuda_bf16.h>
 
+#include "model/cuda/cuda_gemv_dot.cuh"
 #include "model/cuda/cuda_gemv_stream.h"
 #include "model/cuda/cuda_kernels.h"
 #include "model/cuda/cuda_pdl.cuh"
@@ -220,17 +221,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) GemvKernel(const bf16_t* __re
     for (int u = 0; u < U; ++u) {
       const int i = base + u * 256;
       if (i >= in) break;
-      const uint32_t ww[4] = {wv[u].x, wv[u].y, wv[u].z, wv[u].w};
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * in + i));
-        const uint32_t xx[4] = {xv.x, xv.y, xv.z, xv.w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          acc[r] += __uint_as_float(ww[k] << 16) * __uint_as_float(xx[k] << 16) +
-                    __uint_as_float(ww[k] & 0xffff0000u) * __uint_as_float(xx[k] & 0xffff0000u);
-        }
-      }
+      GemvDot16B<R>(wv[u], x, in, i, acc);
     }
   }
 #pragma unroll
