@@ -237,7 +237,7 @@ Status RegisterKvArena(Daemon* d) {
   spec.device = 0;
   if (a.on_gpu) {
     PD_ASSIGN_OR_RETURN(bool direct,
-                        GpuKvDirect(d->inst.transport.gpu_kv, d->inst.transport.kind));
+                        GpuKvDirect(d->inst.transport.gpu_kv));
     if (direct) {
       spec.kind = kvtransfer::MemoryKind::kCuda;
       spec.device = a.gpu_id < 0 ? 0 : a.gpu_id;
@@ -290,14 +290,13 @@ Status StartTransfer(Daemon* d, const DaemonOptions& options) {
 
 }  // namespace
 
-StatusOr<bool> GpuKvDirect(const std::string& gpu_kv, const std::string& transport) {
+StatusOr<bool> GpuKvDirect(const std::string& gpu_kv) {
   if (gpu_kv == "mirror") return false;
   if (gpu_kv != "direct" && gpu_kv != "auto") {
     return InvalidArgument("transport.gpu_kv: '" + gpu_kv + "' is not auto | direct | mirror");
   }
   // tcp and rdma stage GPU arenas through pinned bounce buffers, local opens them by CUDA IPC:
   // every transport the engine builds carries them, so auto is direct for all of them.
-  (void)transport;
   return true;
 }
 

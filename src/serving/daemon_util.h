@@ -57,10 +57,10 @@ struct DaemonOptions {
 };
 
 // Whether a GPU KV arena is registered with the transfer engine directly (true) or staged
-// through a host mirror (false), for `transport.gpu_kv` (auto | direct | mirror) and
-// `transport.kind`: auto = direct for every transport (tcp and rdma stage GPU arenas through
-// pinned bounce buffers, local uses CUDA IPC); mirror = the host mirror.
-StatusOr<bool> GpuKvDirect(const std::string& gpu_kv, const std::string& transport);
+// through a host mirror (false), for `transport.gpu_kv` (auto | direct | mirror): auto = direct,
+// whatever the transport (tcp and rdma stage GPU arenas through pinned bounce buffers, local
+// uses CUDA IPC); mirror = the host mirror.
+StatusOr<bool> GpuKvDirect(const std::string& gpu_kv);
 
 // Copies `blocks` of every layer between the GPU arena and its host mirror (no-op without one).
 Status StageBlocks(Daemon* d, const std::vector<int32_t>& blocks, int first_layer, int last_layer,
