@@ -14,10 +14,12 @@
 #          bash scripts/device-session.sh plan      scripts/device-plan.sh (calibration)
 #          bash scripts/device-session.sh chunks    pd-profile --chunks (chunked/mixed steps)
 #          bash scripts/device-session.sh gputests  all label-gpu test binaries + 1B-shape bench
+#          bash scripts/device-session.sh decodeprof  where a b1 decode step's time goes: ncu
+#                                                   per-kernel times + PD_CUDA_ABLATE differences
 # Logs under $OUT/<phase>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests}
+phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests | decodeprof}
 shift
 OUT=${OUT:-/tmp/pd-out}
 export OUT=$OUT/$phase
@@ -43,6 +45,14 @@ case $phase in
     done
     echo "gpu-labelled tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
     timeout 150 $B/cuda_bench 1b nogemv noattn 2>&1 | tee "$OUT/bench_1b.log" | grep -E "^(ceiling|decode|prefill)"
+    ;;
+  decodeprof)  # ncu per-kernel durations (serialized), then step times with kernels left out
+    bash bench/cuda_bench_device.sh run profile
+    B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
+    for ab in none norm rope attn norm,rope,attn gemv; do
+      PD_CUDA_ABLATE=$([ $ab = none ] || echo $ab) timeout 60 $B/cuda_bench quick nogemv noattn \
+        noprefill 2>&1 | grep "decode   batch" | sed "s/^/ablate=$ab /" | tee -a "$OUT/ablate.log"
+    done
     ;;
   chunks)  # chunked-prefill and mixed-step costs (pd-profile --chunks) for the simulator
     B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib

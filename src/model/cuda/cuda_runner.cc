@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
+#include <string>
 
 #include "common/logging.h"
 #include "model/cuda/cuda_common.h"
@@ -87,6 +89,8 @@ class CudaRunner final : public ModelRunner {
   int num_sms_ = 0;
   bool use_gemv_ = true;  // our GEMV for <= kGemvMaxRows rows (PD_CUDA_GEMV=0: cuBLAS only)
   bool fuse_swiglu_ = true;  // SwiGLU in the gate/up GEMV's epilogue (PD_CUDA_FUSE=0: separate)
+  std::set<std::string> ablate_;  // PD_CUDA_ABLATE (timing experiments only)
+  bool Ablated(const char* k) const { return !ablate_.empty() && ablate_.count(k) > 0; }
   cudaStream_t stream_ = nullptr;
   cudaEvent_t layer_event_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -171,6 +175,16 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   if (unroll_env) cuda::SetGemvUnroll(std::atoi(unroll_env));
   const char* tile_env = std::getenv("PD_CUDA_DECODE_TILE");  // tiled-kernel variant 0..5
   if (tile_env) cuda::SetTiledDecodeVariant(std::atoi(tile_env));
+  // Timing experiments only (the outputs are wrong): PD_CUDA_ABLATE=norm,rope,attn,gemv leaves
+  // those kernels of every layer out, so a step's time can be split by differences (no profiler
+  // traces PDL overlap). Logged loudly so nobody serves with it.
+  if (const char* ab = std::getenv("PD_CUDA_ABLATE")) {
+    const std::string s = ab;
+    for (const char* k : {"norm", "rope", "attn", "gemv"}) {
+      if (s.find(k) != std::string::npos) ablate_.insert(k);
+    }
+    if (!ablate_.empty()) PD_LOG_WARN("PD_CUDA_ABLATE={}: layer kernels skipped, outputs wrong", s);
+  }
   PD_CUDA_RET(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   PD_CUDA_RET(cudaEventCreateWithFlags(&layer_event_, cudaEventDisableTiming));
   PD_CUBLAS_RET(cublasCreate(&cublas_));
@@ -366,12 +380,15 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
   const float* prev_bias = nullptr;
   for (int l = 0; l < cfg_.num_layers; ++l) {
     const cuda::DevLayer& L = w_.layers[l];
-    cuda::LaunchAddRmsNorm(x_, l == 0 ? nullptr : proj_, prev_bias, L.in_norm, eps, rows, H, h_,
-                           nullptr, stream_);
-    PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wqkv, qkv, qkv_, false));
+    const bool norm = !Ablated("norm"), gemv = !Ablated("gemv");
+    if (norm) {
+      cuda::LaunchAddRmsNorm(x_, l == 0 ? nullptr : proj_, prev_bias, L.in_norm, eps, rows, H, h_,
+                             nullptr, stream_);
+    }
+    if (gemv) PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wqkv, qkv, qkv_, false));
     cuda::RopeArgs ra{qkv_, L.qkv_bias, L.q_norm, L.k_norm, eps, inv_freq_, nh, nkv, D, rows, l,
                       q_, kv_};
-    cuda::LaunchRopeKvWrite(ra, meta_, stream_);
+    if (!Ablated("rope")) cuda::LaunchRopeKvWrite(ra, meta_, stream_);
     if (on_layer && *on_layer) {
       PD_CUDA_RET(cudaEventRecord(layer_event_, stream_));
       PD_CUDA_RET(cudaEventSynchronize(layer_event_));
@@ -379,19 +396,23 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
     }
     cuda::AttnArgs aa{q_, attn_, nh, nkv, D, rows, p.seqs, l, cfg_.sliding_window,
                       1.0f / std::sqrt(float(D)), kv_};
-    if (p.tc) {
+    if (Ablated("attn")) {
+    } else if (p.tc) {
       cuda::LaunchPrefillAttention(aa, meta_, At<int32_t>(ml_.tiles, true), p.ntiles, stream_);
     } else {
       cuda::LaunchDecodeAttention(aa, meta_, p.splits, attn_ws_, stream_);
     }
-    PD_RETURN_IF_ERROR(Gemm(attn_, rows, nh * D, L.wo, H, proj_, false));
-    cuda::LaunchAddRmsNorm(x_, proj_, L.o_bias, L.post_norm, eps, rows, H, h_, nullptr, stream_);
-    if (!(use_gemv_ && fuse_swiglu_ && rows <= cuda::kGemvMaxRows &&
-          cuda::LaunchGemvSwiglu(h_, rows, H, L.wgu, I, L.gu_bias, act_, stream_))) {
+    if (gemv) PD_RETURN_IF_ERROR(Gemm(attn_, rows, nh * D, L.wo, H, proj_, false));
+    if (norm) {
+      cuda::LaunchAddRmsNorm(x_, proj_, L.o_bias, L.post_norm, eps, rows, H, h_, nullptr, stream_);
+    }
+    if (!gemv) {
+    } else if (!(use_gemv_ && fuse_swiglu_ && rows <= cuda::kGemvMaxRows &&
+                 cuda::LaunchGemvSwiglu(h_, rows, H, L.wgu, I, L.gu_bias, act_, stream_))) {
       PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wgu, 2 * I, gu_, false));
       cuda::LaunchSwiglu(gu_, L.gu_bias, rows, I, act_, stream_);
     }
-    PD_RETURN_IF_ERROR(Gemm(act_, rows, I, L.wd, H, proj_, false));
+    if (gemv) PD_RETURN_IF_ERROR(Gemm(act_, rows, I, L.wd, H, proj_, false));
     prev_bias = L.d_bias;
   }
   cuda::LaunchAddRmsNorm(x_, proj_, prev_bias, w_.final_norm, eps, rows, H, h_, nullptr, stream_);
