@@ -5,7 +5,7 @@
 # phase per device call (each stays under the device tool's 600 s per call):
 #   here:  BUILD_DIR=build-dev scripts/build-device.sh cuda_kernels_test cuda_runner_test \
 #            cuda_bench pd-up pd-router pd-prefill pd-decode pd-bench pd-makemodel pd-client \
-#            pd-profile pd-sim
+#            pd-profile pd-sim kvtransfer_gpu_test kvtransfer_peer cuda_bf16_reference_test
 #   there: bash scripts/device-session.sh decode    decode tests + sanitizer + cuda_bench decode
 #                                                   + transformers side by side (hf_compare.py)
 #          bash scripts/device-session.sh prefill   prefill kernel tests + sanitizer + prefill
@@ -14,12 +14,14 @@
 #          bash scripts/device-session.sh plan      scripts/device-plan.sh (calibration)
 #          bash scripts/device-session.sh chunks    pd-profile --chunks (chunked/mixed steps)
 #          bash scripts/device-session.sh gputests  all label-gpu test binaries + 1B-shape bench
+#          bash scripts/device-session.sh decodeab    sanitizer on the fused-merge test, decode steps
+#                                                   fused vs PD_CUDA_FUSE_COMBINE=0, ablations
 #          bash scripts/device-session.sh decodeprof  where a b1 decode step's time goes: ncu
 #                                                   per-kernel times + PD_CUDA_ABLATE differences
 # Logs under $OUT/<phase>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests | decodeprof}
+phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests | decodeprof | decodeab}
 shift
 OUT=${OUT:-/tmp/pd-out}
 export OUT=$OUT/$phase
@@ -38,6 +40,7 @@ case $phase in
   plan) BUNDLE=.dev/gpu/bin.tar.xz bash scripts/device-plan.sh ;;
   gputests)  # every ctest label-gpu binary (what `ctest -L gpu` runs), then the 1B-shape bench
     B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib PD_TEST_DATA_DIR=$PWD/tests/data
+    export PD_KVTRANSFER_PEER=$PWD/$B/kvtransfer_peer  # pack it with kvtransfer_gpu_test
     rc=0
     for t in cuda_kernels_test cuda_runner_test cuda_bf16_reference_test kvtransfer_gpu_test; do
       timeout 200 $B/$t > "$OUT/$t.log" 2>&1; r=$?; [ $r = 0 ] || rc=1
@@ -52,6 +55,20 @@ case $phase in
     for ab in none norm rope attn norm,rope,attn gemv; do
       PD_CUDA_ABLATE=$([ $ab = none ] || echo $ab) timeout 60 $B/cuda_bench quick nogemv noattn \
         noprefill 2>&1 | grep "decode   batch" | sed "s/^/ablate=$ab /" | tee -a "$OUT/ablate.log"
+    done
+    ;;
+  decodeab)  # the fused split merge: sanitizer on its test, decode steps fused vs CombineKernel
+    B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    for tool in memcheck racecheck; do
+      timeout 120 $CS --tool $tool --error-exitcode 3 $B/cuda_kernels_test \
+        --gtest_filter='*FusedMerge*:*MmaDecode*' > "$OUT/sanitize-$tool.log" 2>&1
+      echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log")"
+    done
+    timeout 150 $B/cuda_bench nogemv noprefill 2>&1 | tee "$OUT/bench.log" | grep -E "^(ceiling|decode|attn)"
+    for v in PD_CUDA_FUSE_COMBINE=0 PD_CUDA_ABLATE=norm,rope,attn PD_CUDA_ABLATE=attn; do
+      env $v timeout 60 $B/cuda_bench quick nogemv noattn noprefill 2>&1 | grep "decode   batch" |
+        sed "s/^/$v /" | tee -a "$OUT/ab.log"
     done
     ;;
   chunks)  # chunked-prefill and mixed-step costs (pd-profile --chunks) for the simulator

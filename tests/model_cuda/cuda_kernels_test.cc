@@ -423,6 +423,53 @@ TEST(CudaKernels, MmaDecodeAttentionMatchesCpu) {
   SetTiledDecodeVariant(DefaultTiledDecodeVariant());
 }
 
+// The tensor-core decode kernels with the split merge in the last CTA (AttnArgs::split_counters)
+// == the same kernel followed by CombineKernel, bitwise; launched twice in a row (the counters must
+// be back at zero, as a replayed graph needs), with more splits than a short context fills.
+void FusedMergeCase(int nh, int nkv, std::vector<int> cached, std::vector<int> nnew, int window,
+                    int splits) {
+  std::mt19937 rng(nh * 31 + splits + window);
+  TestBatch b;
+  b.Build(std::move(cached), std::move(nnew), 16, rng);
+  const int D = 128, layer = 1, layers = 2, rows = b.rows();
+  const size_t arena = size_t(layers) * b.num_blocks * 2 * nkv * 16 * D;
+  auto kv = RandBf(arena, rng), q = RandBf(size_t(rows) * nh * D, rng);
+  DevBuf<uint16_t> d_kv(kv), d_q(q), d_two(size_t(rows) * nh * D), d_one(size_t(rows) * nh * D);
+  DevBuf<float> ws(AttnWorkspaceFloats(rows, nh, D, splits));
+  DevBuf<int> cnt(std::vector<int>(DecodeCounterInts(rows, nh, nkv), 0));
+  AttnArgs a{d_q.p, d_two.p, nh, nkv, D, rows, int(b.seq_ctx.size()), layer, window,
+             float(1.0 / std::sqrt(double(D))), KvGeom{d_kv.p, b.num_blocks, 16, nkv, D}};
+  LaunchDecodeAttention(a, b.meta, splits, ws.p, nullptr);
+  CK(cudaDeviceSynchronize());
+  const auto two = d_two.Get();
+  a.out = d_one.p;
+  a.split_counters = cnt.p;
+  for (int rep = 0; rep < 2; ++rep) {
+    CK(cudaMemset(d_one.p, 0xff, size_t(rows) * nh * D * 2));
+    LaunchDecodeAttention(a, b.meta, splits, ws.p, nullptr);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    EXPECT_EQ(d_one.Get(), two) << "rep " << rep << " nh " << nh << " splits " << splits;
+    for (int c : cnt.Get()) ASSERT_EQ(c, 0) << "a split counter was left non-zero";
+  }
+  EXPECT_LT(RelErr(ToF(two), AttnRef(b, q, kv, nh, nkv, D, layer, window)), 8e-3);
+}
+
+TEST(CudaKernels, MmaDecodeFusedMergeMatchesTwoKernels) {
+  PD_REQUIRE_GPU();
+  for (int variant = DefaultTiledDecodeVariant(); variant < NumTiledDecodeVariants(); ++variant) {
+    SetTiledDecodeVariant(variant);
+    SCOPED_TRACE(TiledDecodeVariantName(variant));
+    for (int splits : {1, 3, 16, 49, 64}) {
+      FusedMergeCase(32, 8, {4095, 0, 17, 127, 128, 1500, 63}, {1, 1, 1, 1, 1, 1, 1}, 0, splits);
+    }
+    FusedMergeCase(64, 8, {3000, 40}, {1, 1}, 0, 5);   // group 8
+    FusedMergeCase(12, 1, {700, 33}, {1, 40}, 0, 7);   // group 12 (two head chunks), prefill rows
+    FusedMergeCase(4, 4, {900, 10}, {1, 1}, 300, 9);   // MHA, sliding window
+  }
+  SetTiledDecodeVariant(DefaultTiledDecodeVariant());
+}
+
 // The gate/up GEMV with SwiGLU in its epilogue == LaunchGemv of the fused weight followed by
 // LaunchSwiglu (bitwise: the same fp32 sums and roundings), and == the double-precision
 // reference within bf16 rounding; 1-4 rows, with and without bias; inter % 4 != 0 is refused.
@@ -636,11 +683,11 @@ TEST(CudaKernels, PrefillAttentionMatchesCpu) {
   AttnCase(128, 32, 8, {1000}, {129}, 0, true, 1);
 }
 
-// Until the wgmma prefill kernel is validated on the GPU it runs only when asked for.
+// The wgmma prefill kernel (the default on sm_90) needs a Hopper GPU; elsewhere the runner falls
+// back to the mma.sync kernel, which PrefillAttentionMmaMatchesCpu covers.
 #define PD_REQUIRE_WGMMA_PREFILL()                                                          \
-  if (std::getenv("PD_CUDA_PREFILL_ATTN") == nullptr ||                                     \
-      std::string(std::getenv("PD_CUDA_PREFILL_ATTN")) != "wgmma")                          \
-  GTEST_SKIP() << "PD_CUDA_PREFILL_ATTN=wgmma not set"
+  if (cudaDeviceProp p{}; cudaGetDeviceProperties(&p, 0) != cudaSuccess || p.major != 9)    \
+  GTEST_SKIP() << "wgmma prefill needs an sm_90 GPU"
 
 // One prefill-attention launch with KV block size bs against the CPU twin.
 void PrefillCase(int nh, int nkv, std::vector<int> cached, std::vector<int> nnew, int window,

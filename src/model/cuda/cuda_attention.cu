@@ -436,6 +436,11 @@ size_t AttnWorkspaceFloats(int rows, int num_heads, int head_dim, int splits) {
   return size_t(rows) * num_heads * splits * (head_dim + 2);
 }
 
+size_t DecodeCounterInts(int rows, int num_heads, int num_kv_heads) {
+  const int group = num_heads / std::max(1, num_kv_heads);
+  return size_t(rows) * num_kv_heads * ((group + kMaxG - 1) / kMaxG);
+}
+
 int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms) {
   const int ctas = rows * num_kv_heads;
   int splits = (2 * num_sms + ctas - 1) / ctas;
@@ -517,6 +522,17 @@ void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, fl
   if (TiledDecodeAttentionUsed(a.head_dim)) {
     TiledCtasPerSm();  // sets the shared-memory attribute once
     const TiledVariant& v = Variant(g_tiled_variant);
+    if (a.split_counters && g_tiled_variant >= kNumCudaCoreTiled) {  // merge in the last CTA
+      const int mv = g_tiled_variant - kNumCudaCoreTiled;
+      static bool smem_set[kNumMmaDecodeVariants] = {};
+      if (!smem_set[mv]) {
+        cudaFuncSetAttribute(MmaDecodeKernel(mv, true), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(v.smem));
+        smem_set[mv] = true;
+      }
+      LaunchPdl(MmaDecodeKernel(mv, true), grid, 128, v.smem, stream, a, m, splits, workspace);
+      return;
+    }
     LaunchPdl(v.kernel, grid, 128, v.smem, stream, a, m, splits, workspace);
     LaunchPdl(CombineKernel, dim3(a.rows, a.num_heads), a.head_dim, 0, stream, a, m, splits,
               static_cast<const float*>(workspace));

@@ -6,7 +6,12 @@
 // are the M rows of the MMA (rows 8..15 are zero), S = Q K^T and O += P V never leave registers
 // (P is re-packed from the S accumulators as the A operand), so the only per-tile barrier is the
 // one guarding the ring. The four warps' (m, l, o) merge once at the end into the same split
-// partials that CombineKernel reduces. FlashInfer's tensor-core decode structure.
+// partials that CombineKernel reduces - or, in the fused variant, that the last CTA of the
+// (row, kv head) to finish reduces itself (an atomic ticket per (row, kv head), as in the CUDA
+// samples' threadFenceReduction): one kernel boundary less on a decode step's critical path.
+// Splits cover whole 64/128-key tiles: a short context in a graph captured for a longer one
+// leaves the trailing split CTAs empty instead of slicing every tile. FlashInfer's tensor-core
+// decode structure.
 #include <cuda_bf16.h>
 
 #include "model/cuda/cuda_attn_common.cuh"
@@ -85,7 +90,56 @@ __device__ __forceinline__ void LoadTile(bf16_t* st, const AttnArgs& a, const in
   asm volatile("cp.async.commit_group;\n" ::);
 }
 
-template <int kKW, int kStages>
+// The fused variant's merge, run by the last CTA of a (row, kv head): the same arithmetic in the
+// same order as CombineKernel (cuda_attention.cu) over the first n splits (the rest are empty), so
+// the fused and the two-kernel paths give bitwise equal outputs. Warp w reduces the (m, l) of heads
+// w and w + 4 and leaves the split weights in shared memory; then every thread sums its dims.
+__device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, int r, int h0,
+                                            int gcount, int splits, int n, float* sw) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* s_inv = sw + kHeads * 64;
+  for (int h = warp; h < gcount; h += 4) {
+    const float* base = ws + (int64_t(r) * a.num_heads + h0 + h) * splits * (kD + 2);
+    float mz[2], lz[2], mm = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int z = lane + 32 * k;
+      mz[k] = z < n ? __ldcg(base + z * (kD + 2)) : -INFINITY;
+      lz[k] = z < n ? __ldcg(base + z * (kD + 2) + 1) : 0.f;
+      mm = fmaxf(mm, mz[k]);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
+    float ll = 0.f;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int z = lane + 32 * k;
+      const float c = mm == -INFINITY ? 0.f : exp2f(mz[k] - mm);
+      ll += lz[k] * c;
+      if (z < n) sw[h * 64 + z] = c;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, o);
+    if (lane == 0) s_inv[h] = ll > 0.f ? 1.f / ll : 0.f;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < gcount * kD; e += 128) {
+    const int h = e / kD, d = e % kD;
+    const float* base = ws + (int64_t(r) * a.num_heads + h0 + h) * splits * (kD + 2) + 2 + d;
+    const float* w = sw + h * 64;
+    float o0 = 0.f, o1 = 0.f;
+    int z = 0;
+#pragma unroll 4
+    for (; z + 1 < n; z += 2) {
+      o0 += w[z] * __ldcg(base + z * (kD + 2));
+      o1 += w[z + 1] * __ldcg(base + (z + 1) * (kD + 2));
+    }
+    if (z < n) o0 += w[z] * __ldcg(base + z * (kD + 2));
+    a.out[(int64_t(r) * a.num_heads + h0 + h) * kD + d] = ToBf((o0 + o1) * s_inv[h]);
+  }
+}
+
+template <int kKW, int kStages, bool kFused>
 __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta m, int splits,
                                                            float* ws) {
   using C = MmaCfg<kKW, kStages>;
@@ -105,8 +159,9 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
   const int s = m.row_seq[r], pos = m.row_pos[r];
   const int kend = pos + 1;
   const int kbeg = a.sliding_window > 0 ? max(0, pos - a.sliding_window + 1) : 0;
-  const int per = (kend - kbeg + splits - 1) / splits;
-  const int zb = kbeg + z * per, ze = min(kend, zb + per);
+  // whole tiles per split; splits past the end of a short context stay empty
+  const int per = ((kend - kbeg + splits - 1) / splits + kTK - 1) / kTK * kTK;
+  const int zb = min(kend, kbeg + z * per), ze = min(kend, zb + per);
   const int* table = m.block_ids + m.block_indptr[s];
   const int ntiles = zb < ze ? (ze - zb + kTK - 1) / kTK : 0;
 #pragma unroll
@@ -227,21 +282,41 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
       wo[1] = ll;
     }
   }
+  if constexpr (kFused) {
+    __shared__ int s_last;
+    __threadfence();  // this CTA's partial is visible device-wide before its ticket is taken
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int* cnt = a.split_counters + int64_t(r) * gridDim.y + blockIdx.y;
+      s_last = atomicAdd(cnt, 1) == splits - 1;
+      if (s_last) atomicExch(cnt, 0);  // every other split has taken its ticket: reset for reuse
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    const int n = (kend - kbeg + per - 1) / per;  // splits that hold keys
+    MergeSplits(a, ws, r, h0, gcount, splits, n, reinterpret_cast<float*>(smem_raw));
+  }
 }
 
 struct MmaVariant {
-  DecodeKernelFn kernel;
+  DecodeKernelFn kernel, fused;
   size_t smem;
 };
 const MmaVariant kMmaVariants[kNumMmaDecodeVariants] = {
-    {DecodeAttnMmaKernel<16, 2>, MmaCfg<16, 2>::kSmem},  // 64-key tiles, 70 KB: 3 CTAs/SM
-    {DecodeAttnMmaKernel<16, 3>, MmaCfg<16, 3>::kSmem},  // 64-key tiles, 104 KB: 2 CTAs/SM
-    {DecodeAttnMmaKernel<32, 2>, MmaCfg<32, 2>::kSmem},  // 128-key tiles, 139 KB: 1 CTA/SM
+    // 64-key tiles, 70 KB: 3 CTAs/SM
+    {DecodeAttnMmaKernel<16, 2, false>, DecodeAttnMmaKernel<16, 2, true>, MmaCfg<16, 2>::kSmem},
+    // 64-key tiles, 104 KB: 2 CTAs/SM
+    {DecodeAttnMmaKernel<16, 3, false>, DecodeAttnMmaKernel<16, 3, true>, MmaCfg<16, 3>::kSmem},
+    // 128-key tiles, 139 KB: 1 CTA/SM
+    {DecodeAttnMmaKernel<32, 2, false>, DecodeAttnMmaKernel<32, 2, true>, MmaCfg<32, 2>::kSmem},
 };
 
 }  // namespace
 
-DecodeKernelFn MmaDecodeKernel(int variant) { return kMmaVariants[variant].kernel; }
+DecodeKernelFn MmaDecodeKernel(int variant, bool fused) {
+  return fused ? kMmaVariants[variant].fused : kMmaVariants[variant].kernel;
+}
 size_t MmaDecodeSmem(int variant) { return kMmaVariants[variant].smem; }
 
 }  // namespace pd::cuda

@@ -119,6 +119,10 @@ struct AttnArgs {
   int sliding_window;  // 0 = full
   float scale;
   KvGeom kv;
+  // Optional, decode attention on tensor cores only: DecodeCounterInts(rows, nh, nkv) zeroed ints.
+  // With it the last split CTA of each (row, kv head) merges the split partials itself (no
+  // CombineKernel launch) and leaves its counter at zero again for the next launch.
+  int* split_counters = nullptr;
 };
 
 // Split-KV (flash-decoding) attention on CUDA cores: one query row at a time, any row of any
@@ -126,6 +130,7 @@ struct AttnArgs {
 // (clamped to 1..64) partitions each row's key range; workspace must hold
 // AttnWorkspaceFloats(rows, nh, D, splits).
 size_t AttnWorkspaceFloats(int rows, int num_heads, int head_dim, int splits);
+size_t DecodeCounterInts(int rows, int num_heads, int num_kv_heads);
 void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
                            cudaStream_t stream);
 // Picks a split count filling the GPU for `rows` query rows of up to max_ctx keys.

@@ -89,6 +89,8 @@ class CudaRunner final : public ModelRunner {
   int num_sms_ = 0;
   bool use_gemv_ = true;  // our GEMV for <= kGemvMaxRows rows (PD_CUDA_GEMV=0: cuBLAS only)
   bool fuse_swiglu_ = true;  // SwiGLU in the gate/up GEMV's epilogue (PD_CUDA_FUSE=0: separate)
+  bool fuse_combine_ = true;  // split merge inside the decode attention (PD_CUDA_FUSE_COMBINE=0)
+  int* split_cnt_ = nullptr;  // its per-(row, kv head) tickets
   std::set<std::string> ablate_;  // PD_CUDA_ABLATE (timing experiments only)
   bool Ablated(const char* k) const { return !ablate_.empty() && ablate_.count(k) > 0; }
   cudaStream_t stream_ = nullptr;
@@ -167,6 +169,8 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   if (attn_env && std::strcmp(attn_env, "tiled") == 0) cuda::SetTiledDecodeVariant(0);
   const char* fuse_env = std::getenv("PD_CUDA_FUSE");  // 0: SwiGLU as its own kernel
   fuse_swiglu_ = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
+  const char* fc_env = std::getenv("PD_CUDA_FUSE_COMBINE");  // 0: CombineKernel after attention
+  fuse_combine_ = !(fc_env && std::strcmp(fc_env, "0") == 0);
   const char* pdl_env = std::getenv("PD_CUDA_PDL");  // 0: no programmatic dependent launch
   if (pdl_env && std::strcmp(pdl_env, "0") == 0) cuda::SetProgrammaticLaunch(false);
   const char* stream_env = std::getenv("PD_CUDA_GEMV_STREAM");  // 1: streaming GEMV, 0: warp/row
@@ -226,6 +230,11 @@ Status CudaRunner::AllocBuffers() {
   PD_RETURN_IF_ERROR(alloc(&tokens_dev_, S * 4));
   attn_ws_floats_ = cuda::AttnWorkspaceFloats(int(T + 2 * num_sms_), int(nh), int(D), 1);
   PD_RETURN_IF_ERROR(alloc(&attn_ws_, attn_ws_floats_ * 4));
+  if (fuse_combine_) {  // zero once; the attention kernel leaves them zero after each launch
+    const size_t n = cuda::DecodeCounterInts(int(T + 2 * num_sms_), int(nh), cfg_.num_kv_heads);
+    PD_RETURN_IF_ERROR(alloc(&split_cnt_, n * sizeof(int)));
+    PD_CUDA_RET(cudaMemset(split_cnt_, 0, n * sizeof(int)));
+  }
   PD_RETURN_IF_ERROR(alloc(&inv_freq_, size_t(D / 2) * 4));
   const std::vector<float> inv = RopeInvFreq(cfg_);
   PD_CUDA_RET(cudaMemcpy(inv_freq_, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
@@ -395,7 +404,7 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
       (*on_layer)(l);
     }
     cuda::AttnArgs aa{q_, attn_, nh, nkv, D, rows, p.seqs, l, cfg_.sliding_window,
-                      1.0f / std::sqrt(float(D)), kv_};
+                      1.0f / std::sqrt(float(D)), kv_, split_cnt_};
     if (Ablated("attn")) {
     } else if (p.tc) {
       cuda::LaunchPrefillAttention(aa, meta_, At<int32_t>(ml_.tiles, true), p.ntiles, stream_);
