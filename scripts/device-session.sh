@@ -47,7 +47,7 @@ case $phase in
       echo "$t rc=$r: $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$OUT/$t.log" | tr '\n' ' ')"
     done
     echo "gpu-labelled tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
-    timeout 150 $B/cuda_bench 1b nogemv noattn 2>&1 | tee "$OUT/bench_1b.log" | grep -E "^(ceiling|decode|prefill)"
+    [ -n "${SKIP_1B:-}" ] || timeout 150 $B/cuda_bench 1b nogemv noattn 2>&1 | tee "$OUT/bench_1b.log" | grep -E "^(ceiling|decode|prefill)"
     ;;
   decodeprof)  # ncu per-kernel durations (serialized), then step times with kernels left out
     bash bench/cuda_bench_device.sh run profile

@@ -470,6 +470,50 @@ TEST(CudaKernels, MmaDecodeFusedMergeMatchesTwoKernels) {
   SetTiledDecodeVariant(DefaultTiledDecodeVariant());
 }
 
+// AttnArgs::row_list (the decode rows of a mixed batch): the listed rows come out bitwise equal
+// to a launch over every row with the same splits, the other rows are not written; with the
+// fused merge and with CombineKernel.
+TEST(CudaKernels, MmaDecodeRowListMatchesAllRows) {
+  PD_REQUIRE_GPU();
+  ASSERT_TRUE(DecodeRowListSupported(128));
+  ASSERT_FALSE(DecodeRowListSupported(64));
+  std::mt19937 rng(77);
+  TestBatch b;
+  b.Build({900, 0, 33, 2000, 5}, {1, 1, 1, 1, 1}, 16, rng);
+  const int D = 128, nh = 32, nkv = 8, layer = 1, layers = 2, rows = b.rows(), splits = 12;
+  auto kv = RandBf(size_t(layers) * b.num_blocks * 2 * nkv * 16 * D, rng);
+  auto q = RandBf(size_t(rows) * nh * D, rng);
+  DevBuf<uint16_t> d_kv(kv), d_q(q), d_all(size_t(rows) * nh * D);
+  DevBuf<float> ws(AttnWorkspaceFloats(rows, nh, D, splits));
+  DevBuf<int> cnt(std::vector<int>(DecodeCounterInts(rows, nh, nkv), 0));
+  AttnArgs a{d_q.p, d_all.p, nh, nkv, D, rows, int(b.seq_ctx.size()), layer, 0,
+             float(1.0 / std::sqrt(double(D))), KvGeom{d_kv.p, b.num_blocks, 16, nkv, D}};
+  LaunchDecodeAttention(a, b.meta, splits, ws.p, nullptr);
+  CK(cudaDeviceSynchronize());
+  const auto all = d_all.Get();
+  const std::vector<int32_t> list = {3, 0, 4};
+  DevBuf<int32_t> d_list(list);
+  for (bool fused : {false, true}) {
+    DevBuf<uint16_t> d_sub(size_t(rows) * nh * D);  // poisoned (0xffff)
+    AttnArgs s = a;
+    s.out = d_sub.p;
+    s.rows = int(list.size());
+    s.row_list = d_list.p;
+    s.split_counters = fused ? cnt.p : nullptr;
+    LaunchDecodeAttention(s, b.meta, splits, ws.p, nullptr);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    const auto sub = d_sub.Get();
+    for (int r = 0; r < rows; ++r) {
+      const bool listed = std::find(list.begin(), list.end(), r) != list.end();
+      for (size_t i = size_t(r) * nh * D; i < size_t(r + 1) * nh * D; ++i) {
+        ASSERT_EQ(sub[i], listed ? all[i] : uint16_t(0xffff)) << "row " << r << " fused " << fused;
+      }
+    }
+  }
+  for (int c : cnt.Get()) ASSERT_EQ(c, 0);
+}
+
 // The gate/up GEMV with SwiGLU in its epilogue == LaunchGemv of the fused weight followed by
 // LaunchSwiglu (bitwise: the same fp32 sums and roundings), and == the double-precision
 // reference within bf16 rounding; 1-4 rows, with and without bias; inter % 4 != 0 is refused.
@@ -807,6 +851,90 @@ TEST(CudaKernels, PrefillRunnerHeadDim128ChunkedMatchesOneShot) {
   EXPECT_LT(RelErr(mma, one), 1e-2);
   std::printf("[prefill-runner D128] chunked-200 %.2e chunked-128 %.2e mma-vs-wgmma %.2e\n",
               RelErr(c200, one), RelErr(c128, one), RelErr(mma, one));
+}
+
+// A mixed batch on the head-dim-128 path (a prompt chunk + decode rows, as colocated chunked
+// prefill runs): the decode rows go to the decode kernel, the chunk to the prefill kernel
+// (PD_CUDA_MIXED, default on), and the logits of every sequence match the same batch with every
+// sequence in 128-row prefill tiles (PD_CUDA_MIXED=0) and the decode rows run alone.
+ForwardBatch MixedBatch(const std::vector<std::pair<int, int>>& seqs, std::mt19937& rng,
+                        const std::vector<std::vector<int32_t>>& tables) {
+  ForwardBatch b;
+  b.block_indptr = {0};
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    SeqStep st;
+    st.num_cached = seqs[i].first;
+    st.num_new_tokens = seqs[i].second;
+    st.sample = true;
+    b.seqs.push_back(st);
+    for (int t = 0; t < st.num_new_tokens; ++t) b.token_ids.push_back(int32_t(rng() % 1000));
+    const int nb = (st.num_cached + st.num_new_tokens + 15) / 16;
+    b.block_ids.insert(b.block_ids.end(), tables[i].begin(), tables[i].begin() + nb);
+    b.block_indptr.push_back(int32_t(b.block_ids.size()));
+  }
+  b.return_logits = true;
+  return b;
+}
+
+TEST(CudaKernels, MixedBatchDecodeRowsMatchPrefillTiles) {
+  PD_REQUIRE_GPU();
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 1000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 128;
+  c.max_position_embeddings = 4096;
+  RunnerOptions o;
+  o.backend = "cuda";
+  o.num_kv_blocks = 200;
+  o.max_batch_tokens = 1024;
+  o.max_seqs = 8;
+  auto fast = CreateCudaRunnerRandom(c, o, 5);
+  setenv("PD_CUDA_MIXED", "0", 1);
+  auto tiles = CreateCudaRunnerRandom(c, o, 5);
+  unsetenv("PD_CUDA_MIXED");
+  ASSERT_TRUE(fast.ok() && tiles.ok());
+  // blocks: seq 0 (decode, 300 cached) 1..19, seq 1 (the chunk) 40..59, seq 2 (decode, 37) 80..
+  std::vector<std::vector<int32_t>> tables(3);
+  for (int i = 0; i < 20; ++i) {
+    tables[0].push_back(1 + i);
+    tables[1].push_back(40 + i);
+    tables[2].push_back(80 + i);
+  }
+  std::vector<std::vector<float>> logits;
+  for (ModelRunner* r : {fast.value().get(), tiles.value().get()}) {
+    std::mt19937 rng(9);  // the same tokens for both runners
+    ForwardResult res;
+    // fill the decode sequences' caches, then one mixed step: decode, a 200-token chunk after
+    // 100 cached tokens, decode
+    ASSERT_TRUE(r->Forward(MixedBatch({{0, 300}, {0, 100}, {0, 37}}, rng, tables), &res).ok());
+    ASSERT_TRUE(r->Forward(MixedBatch({{300, 1}, {100, 200}, {37, 1}}, rng, tables), &res).ok());
+    logits.push_back(res.logits);
+  }
+  ASSERT_EQ(logits[0].size(), size_t(3 * 1000));
+  EXPECT_LT(RelErr(logits[0], logits[1]), 1e-2);
+  // the decode rows alone (a decode-only step: GEMV path, decode kernel) agree as well
+  std::mt19937 rng(9);
+  ForwardResult res;
+  MixedBatch({{0, 300}, {0, 100}, {0, 37}}, rng, tables);
+  const ForwardBatch mixed = MixedBatch({{300, 1}, {100, 200}, {37, 1}}, rng, tables);
+  ForwardBatch dec = mixed;
+  dec.seqs = {mixed.seqs[0], mixed.seqs[2]};
+  dec.token_ids = {mixed.token_ids[0], mixed.token_ids.back()};
+  dec.block_ids.clear();
+  dec.block_ids.insert(dec.block_ids.end(), tables[0].begin(), tables[0].begin() + 19);
+  dec.block_ids.insert(dec.block_ids.end(), tables[2].begin(), tables[2].begin() + 3);
+  dec.block_indptr = {0, 19, 22};
+  ASSERT_TRUE(fast.value()->Forward(dec, &res).ok());
+  const std::vector<float> mixed_dec(logits[0].begin(), logits[0].begin() + 1000);
+  const std::vector<float> alone(res.logits.begin(), res.logits.begin() + 1000);
+  EXPECT_LT(RelErr(alone, mixed_dec), 1e-2);
+  std::printf("[mixed-batch D128] split-vs-tiles %.2e decode-alone %.2e\n",
+              RelErr(logits[0], logits[1]), RelErr(alone, mixed_dec));
 }
 
 }  // namespace

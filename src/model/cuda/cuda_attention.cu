@@ -179,9 +179,10 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
   PdlWait();
   __shared__ float sw[kMaxSplits];
   __shared__ float s_inv;
-  const int r = blockIdx.x, h = blockIdx.y, D = a.head_dim;
-  if (r >= *m.num_valid_rows) return;
-  const float* base = ws + (int64_t(r) * a.num_heads + h) * splits * (D + 2);
+  const int slot = blockIdx.x, h = blockIdx.y, D = a.head_dim;
+  const int r = a.row_list ? a.row_list[slot] : slot;
+  if (!a.row_list && r >= *m.num_valid_rows) return;
+  const float* base = ws + (int64_t(slot) * a.num_heads + h) * splits * (D + 2);
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
     float mz[2], lz[2], mm = -INFINITY;
@@ -513,8 +514,13 @@ int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, 
   return std::max(1, std::min({best, by_len, 64}));
 }
 
+bool DecodeRowListSupported(int head_dim) {
+  return TiledDecodeAttentionUsed(head_dim) && g_tiled_variant >= kNumCudaCoreTiled;
+}
+
 void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
                            cudaStream_t stream) {
+  if (a.row_list && !DecodeRowListSupported(a.head_dim)) return;  // callers check first
   splits = std::max(1, std::min(splits, kMaxSplits));  // CombineKernel merges up to kMaxSplits
   const int group = a.num_heads / a.num_kv_heads;
   const int chunks = (group + kMaxG - 1) / kMaxG;

@@ -94,12 +94,12 @@ __device__ __forceinline__ void LoadTile(bf16_t* st, const AttnArgs& a, const in
 // same order as CombineKernel (cuda_attention.cu) over the first n splits (the rest are empty), so
 // the fused and the two-kernel paths give bitwise equal outputs. Warp w reduces the (m, l) of heads
 // w and w + 4 and leaves the split weights in shared memory; then every thread sums its dims.
-__device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, int r, int h0,
-                                            int gcount, int splits, int n, float* sw) {
+__device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, int slot, int r,
+                                            int h0, int gcount, int splits, int n, float* sw) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* s_inv = sw + kHeads * 64;
   for (int h = warp; h < gcount; h += 4) {
-    const float* base = ws + (int64_t(r) * a.num_heads + h0 + h) * splits * (kD + 2);
+    const float* base = ws + (int64_t(slot) * a.num_heads + h0 + h) * splits * (kD + 2);
     float mz[2], lz[2], mm = -INFINITY;
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
@@ -125,7 +125,7 @@ __device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, 
   __syncthreads();
   for (int e = threadIdx.x; e < gcount * kD; e += 128) {
     const int h = e / kD, d = e % kD;
-    const float* base = ws + (int64_t(r) * a.num_heads + h0 + h) * splits * (kD + 2) + 2 + d;
+    const float* base = ws + (int64_t(slot) * a.num_heads + h0 + h) * splits * (kD + 2) + 2 + d;
     const float* w = sw + h * 64;
     float o0 = 0.f, o1 = 0.f;
     int z = 0;
@@ -148,8 +148,9 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
   bf16_t* ring = reinterpret_cast<bf16_t*>(smem_raw);
   PdlTrigger();
   PdlWait();
-  const int r = blockIdx.x;
-  if (r >= *m.num_valid_rows) return;
+  // slot: this launch's row index (workspace, tickets); r: the batch row (a.row_list subset)
+  const int slot = blockIdx.x, r = a.row_list ? a.row_list[slot] : slot;
+  if (!a.row_list && r >= *m.num_valid_rows) return;
   const int group = a.num_heads / a.num_kv_heads;
   const int chunks = (group + kHeads - 1) / kHeads;
   const int kvh = blockIdx.y / chunks, chunk = blockIdx.y % chunks;
@@ -275,7 +276,7 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
         oo += om[(w * kHeads + h) * kOStride + d] * c;
       }
     }
-    float* wo = ws + ((int64_t(r) * a.num_heads + h0 + h) * splits + z) * (kD + 2);
+    float* wo = ws + ((int64_t(slot) * a.num_heads + h0 + h) * splits + z) * (kD + 2);
     wo[2 + d] = oo;
     if (d == 0) {
       wo[0] = mm;
@@ -287,7 +288,7 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
     __threadfence();  // this CTA's partial is visible device-wide before its ticket is taken
     __syncthreads();
     if (threadIdx.x == 0) {
-      int* cnt = a.split_counters + int64_t(r) * gridDim.y + blockIdx.y;
+      int* cnt = a.split_counters + int64_t(slot) * gridDim.y + blockIdx.y;
       s_last = atomicAdd(cnt, 1) == splits - 1;
       if (s_last) atomicExch(cnt, 0);  // every other split has taken its ticket: reset for reuse
     }
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(128) DecodeAttnMmaKernel(AttnArgs a, BatchMeta
     if (!s_last) return;
     __threadfence();
     const int n = (kend - kbeg + per - 1) / per;  // splits that hold keys
-    MergeSplits(a, ws, r, h0, gcount, splits, n, reinterpret_cast<float*>(smem_raw));
+    MergeSplits(a, ws, slot, r, h0, gcount, splits, n, reinterpret_cast<float*>(smem_raw));
   }
 }
 

@@ -123,6 +123,10 @@ struct AttnArgs {
   // With it the last split CTA of each (row, kv head) merges the split partials itself (no
   // CombineKernel launch) and leaves its counter at zero again for the next launch.
   int* split_counters = nullptr;
+  // Optional, tensor-core decode kernels only (DecodeRowListSupported): the launch covers the
+  // batch rows row_list[0..rows) instead of rows 0..rows (the decode rows of a mixed batch, whose
+  // prefill rows go to the prefill kernel). Workspace and counters are indexed by list position.
+  const int32_t* row_list = nullptr;
 };
 
 // Split-KV (flash-decoding) attention on CUDA cores: one query row at a time, any row of any
@@ -133,6 +137,8 @@ size_t AttnWorkspaceFloats(int rows, int num_heads, int head_dim, int splits);
 size_t DecodeCounterInts(int rows, int num_heads, int num_kv_heads);
 void LaunchDecodeAttention(const AttnArgs& a, const BatchMeta& m, int splits, float* workspace,
                            cudaStream_t stream);
+// Whether LaunchDecodeAttention takes AttnArgs::row_list for this head dim (the kernel in use).
+bool DecodeRowListSupported(int head_dim);
 // Picks a split count filling the GPU for `rows` query rows of up to max_ctx keys.
 int ChooseSplits(int rows, int num_kv_heads, int max_ctx, int num_sms);
 // For head_dim 128 LaunchDecodeAttention runs a tiled kernel (K/V tiles streamed into shared

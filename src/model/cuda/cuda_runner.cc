@@ -31,8 +31,8 @@ using cuda::bf16_t;
 // Staging layout (bytes), fixed by capacities so CUDA graphs see stable addresses.
 struct MetaLayout {
   size_t params = 0, tokens = 0, row_pos = 0, row_seq = 0, seq_ctx = 0, seq_qstart = 0,
-         seq_nnew = 0, indptr = 0, sample_rows = 0, num_valid = 0, tiles = 0, block_ids = 0,
-         total = 0;
+         seq_nnew = 0, indptr = 0, sample_rows = 0, num_valid = 0, tiles = 0, decode_rows = 0,
+         block_ids = 0, total = 0;
   int max_tiles = 0;
   int64_t max_block_ids = 0;
   void Plan(int T, int S, int64_t B) {
@@ -44,6 +44,7 @@ struct MetaLayout {
     tokens = ints(T); row_pos = ints(T); row_seq = ints(T);
     seq_ctx = ints(S); seq_qstart = ints(S); seq_nnew = ints(S); indptr = ints(S + 1);
     sample_rows = ints(S); num_valid = ints(1); tiles = ints(2 * max_tiles);
+    decode_rows = ints(S);
     block_ids = ints(static_cast<size_t>(B));
     total = o;
   }
@@ -52,6 +53,9 @@ struct MetaLayout {
 struct StepPlan {
   int rows = 0, seqs = 0, splits = 1, ntiles = 0;
   bool tc = false;
+  // Mixed batch with tc: the decode rows (one new token) go to the decode kernel, listed in the
+  // staging area's decode_rows, with their own split count.
+  int ndecode = 0, decode_splits = 1;
   size_t copy_bytes = 0;
 };
 
@@ -89,6 +93,7 @@ class CudaRunner final : public ModelRunner {
   int num_sms_ = 0;
   bool use_gemv_ = true;  // our GEMV for <= kGemvMaxRows rows (PD_CUDA_GEMV=0: cuBLAS only)
   bool fuse_swiglu_ = true;  // SwiGLU in the gate/up GEMV's epilogue (PD_CUDA_FUSE=0: separate)
+  bool split_mixed_ = true;  // decode rows of mixed batches to the decode kernel (PD_CUDA_MIXED=0)
   bool fuse_combine_ = true;  // split merge inside the decode attention (PD_CUDA_FUSE_COMBINE=0)
   int* split_cnt_ = nullptr;  // its per-(row, kv head) tickets
   std::set<std::string> ablate_;  // PD_CUDA_ABLATE (timing experiments only)
@@ -169,6 +174,8 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   if (attn_env && std::strcmp(attn_env, "tiled") == 0) cuda::SetTiledDecodeVariant(0);
   const char* fuse_env = std::getenv("PD_CUDA_FUSE");  // 0: SwiGLU as its own kernel
   fuse_swiglu_ = !(fuse_env && std::strcmp(fuse_env, "0") == 0);
+  const char* mixed_env = std::getenv("PD_CUDA_MIXED");  // 0: decode rows in 128-row tiles too
+  split_mixed_ = !(mixed_env && std::strcmp(mixed_env, "0") == 0);
   const char* fc_env = std::getenv("PD_CUDA_FUSE_COMBINE");  // 0: CombineKernel after attention
   fuse_combine_ = !(fc_env && std::strcmp(fc_env, "0") == 0);
   const char* pdl_env = std::getenv("PD_CUDA_PDL");  // 0: no programmatic dependent launch
@@ -318,8 +325,11 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
   int32_t* ip = At<int32_t>(ml_.indptr, false);
   int32_t* srows = At<int32_t>(ml_.sample_rows, false);
   int32_t* tiles = At<int32_t>(ml_.tiles, false);
-  int row = 0, ntiles = 0, max_ctx = 1;
+  int32_t* drows = At<int32_t>(ml_.decode_rows, false);
+  int row = 0, ntiles = 0, max_ctx = 1, ndecode = 0, max_decode_ctx = 1;
   bool any_prefill = false;
+  const bool split_mixed = split_mixed_ && cuda::PrefillAttentionSupported(cfg_.head_dim) &&
+                           cuda::DecodeRowListSupported(cfg_.head_dim);
   for (int s = 0; s < seqs_pad; ++s) {
     cuda::SampleParamsDev sp{};
     if (s >= S) {
@@ -341,7 +351,12 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
       rseq[row] = s;
     }
     srows[s] = row - 1;
-    for (int off = 0; off < q.num_new_tokens; off += pd::cuda::kPrefillTileRows) {
+    const bool decode_row = split_mixed && q.num_new_tokens == 1;
+    if (decode_row) {  // to the decode kernel, not a 128-row prefill tile holding one row
+      drows[ndecode++] = row - 1;
+      max_decode_ctx = std::max(max_decode_ctx, ctx[s]);
+    }
+    for (int off = 0; !decode_row && off < q.num_new_tokens; off += pd::cuda::kPrefillTileRows) {
       tiles[2 * ntiles] = s;
       tiles[2 * ntiles + 1] = off;
       ++ntiles;
@@ -367,6 +382,16 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
   p->seqs = seqs_pad;
   p->ntiles = ntiles;
   p->tc = any_prefill && cuda::PrefillAttentionSupported(cfg_.head_dim);
+  p->ndecode = p->tc ? ndecode : 0;
+  if (p->ndecode > 0) {
+    int splits = cuda::ChooseDecodeSplits(ndecode, cfg_.num_heads, cfg_.num_kv_heads,
+                                          cfg_.head_dim, max_decode_ctx, num_sms_);
+    while (splits > 1 && cuda::AttnWorkspaceFloats(ndecode, cfg_.num_heads, cfg_.head_dim,
+                                                   splits) > attn_ws_floats_) {
+      --splits;
+    }
+    p->decode_splits = splits;
+  }
   p->copy_bytes = ml_.block_ids + b.block_ids.size() * 4;
   if (!p->tc) {
     int splits = cuda::ChooseDecodeSplits(rows_pad, cfg_.num_heads, cfg_.num_kv_heads,
@@ -407,7 +432,15 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
                       1.0f / std::sqrt(float(D)), kv_, split_cnt_};
     if (Ablated("attn")) {
     } else if (p.tc) {
-      cuda::LaunchPrefillAttention(aa, meta_, At<int32_t>(ml_.tiles, true), p.ntiles, stream_);
+      if (p.ntiles > 0) {
+        cuda::LaunchPrefillAttention(aa, meta_, At<int32_t>(ml_.tiles, true), p.ntiles, stream_);
+      }
+      if (p.ndecode > 0) {
+        cuda::AttnArgs ad = aa;
+        ad.rows = p.ndecode;
+        ad.row_list = At<int32_t>(ml_.decode_rows, true);
+        cuda::LaunchDecodeAttention(ad, meta_, p.decode_splits, attn_ws_, stream_);
+      }
     } else {
       cuda::LaunchDecodeAttention(aa, meta_, p.splits, attn_ws_, stream_);
     }
