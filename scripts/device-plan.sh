@@ -7,6 +7,7 @@
 #   3. calibration: pd-bench against configs/plan-calib-1p1d.yaml (P and D share GPU 0) and
 #      configs/plan-calib-colocated.yaml at the points of POINTS_FILE (default: the built-in list),
 #      every daemon's /metrics scraped after each point (prefix-cache hits, KV transfer seconds).
+# PROFILE_ARGS: extra pd-profile flags (e.g. --chunks LIST).
 # Stops starting points when TIME_BUDGET seconds (default 420) would be exceeded.
 # Everything lands in $OUT/plan-results.tar.gz (+ profile.json, summary.txt).
 # Local dry run on the CPU: BACKEND=cpu PRESET=tiny SCALE=cpu bash scripts/device-plan.sh
@@ -53,6 +54,7 @@ if [ -z "${SKIP_PROFILE:-}" ]; then
   # shellcheck disable=SC2086
   timeout 120 "$B/pd-profile" --model "$MODEL" --backend "$BACKEND" --out "$R/profile.json" \
     --note "scripts/device-plan.sh, $PRESET random weights, $(head -1 "$R/BUILD.txt")" $PARGS \
+    ${PROFILE_ARGS:-} \
     > "$R/profile.log" 2>&1
   stamp "pd-profile rc $?"
   cp "$R/profile.json" "$OUT/profile.json" 2>/dev/null
@@ -117,15 +119,19 @@ fi
 COLO_RESERVE=${COLO_RESERVE:-150}
 TB_ALL=$TB
 TB=$(( TB_ALL - COLO_RESERVE ))
-deploy 1p1d configs/plan-calib-1p1d.yaml
-# shellcheck disable=SC2086
-for p in "${P1[@]}"; do bench $p; done
-undeploy
+if [ ${#P1[@]} -gt 0 ]; then  # a POINTS_FILE may name only one deployment
+  deploy 1p1d configs/plan-calib-1p1d.yaml
+  # shellcheck disable=SC2086
+  for p in "${P1[@]}"; do bench $p; done
+  undeploy
+fi
 TB=$TB_ALL
-deploy colocated configs/plan-calib-colocated.yaml
-# shellcheck disable=SC2086
-for p in "${P2[@]}"; do bench $p; done
-undeploy
+if [ ${#P2[@]} -gt 0 ]; then
+  deploy colocated configs/plan-calib-colocated.yaml
+  # shellcheck disable=SC2086
+  for p in "${P2[@]}"; do bench $p; done
+  undeploy
+fi
 for d in 1p1d colocated; do
   grep -h -E "KV blocks of|GPU KV arena" "$R/logs/$d"/*.log 2>/dev/null | head -4 > "$R/kv-$d.txt"
 done

@@ -123,19 +123,45 @@ __device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, 
     if (lane == 0) s_inv[h] = ll > 0.f ? 1.f / ll : 0.f;
   }
   __syncthreads();
-  for (int e = threadIdx.x; e < gcount * kD; e += 128) {
-    const int h = e / kD, d = e % kD;
-    const float* base = ws + (int64_t(slot) * a.num_heads + h0 + h) * splits * (kD + 2) + 2 + d;
-    const float* w = sw + h * 64;
-    float o0 = 0.f, o1 = 0.f;
-    int z = 0;
-#pragma unroll 4
-    for (; z + 1 < n; z += 2) {
-      o0 += w[z] * __ldcg(base + z * (kD + 2));
-      o1 += w[z + 1] * __ldcg(base + (z + 1) * (kD + 2));
+  // Thread t sums dims 2p, 2p + 1 (p = t % 64) of every head over the even (t < 64) or the odd
+  // splits - CombineKernel's o0 / o1 - with the heads innermost, so up to 8 independent loads
+  // are in flight per split step; the odd half hands its sums over through shared memory.
+  const int p = threadIdx.x % 64, odd = threadIdx.x / 64;
+  float2 acc[kHeads];
+#pragma unroll
+  for (int h = 0; h < kHeads; ++h) acc[h] = make_float2(0.f, 0.f);
+  const float* base = ws + (int64_t(slot) * a.num_heads + h0) * splits * (kD + 2) + 2 + 2 * p;
+#pragma unroll 2
+  for (int z = odd; z < n; z += 2) {
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h < gcount) {
+        const float2 v = __ldcg(reinterpret_cast<const float2*>(
+            base + (int64_t(h) * splits + z) * (kD + 2)));
+        const float wz = sw[h * 64 + z];
+        acc[h].x += wz * v.x;
+        acc[h].y += wz * v.y;
+      }
     }
-    if (z < n) o0 += w[z] * __ldcg(base + z * (kD + 2));
-    a.out[(int64_t(r) * a.num_heads + h0 + h) * kD + d] = ToBf((o0 + o1) * s_inv[h]);
+  }
+  float2* xch = reinterpret_cast<float2*>(sw + kHeads * 72);  // [kHeads][64] odd-split sums
+  if (odd) {
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h < gcount) xch[h * 64 + p] = acc[h];
+    }
+  }
+  __syncthreads();
+  if (!odd) {
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      if (h < gcount) {
+        const float2 o1 = xch[h * 64 + p];
+        bf16_t* out = a.out + (int64_t(r) * a.num_heads + h0 + h) * kD + 2 * p;
+        out[0] = ToBf((acc[h].x + o1.x) * s_inv[h]);
+        out[1] = ToBf((acc[h].y + o1.y) * s_inv[h]);
+      }
+    }
   }
 }
 
