@@ -52,7 +52,7 @@ else
 fi
 if [ -z "${SKIP_PROFILE:-}" ]; then
   # shellcheck disable=SC2086
-  timeout 120 "$B/pd-profile" --model "$MODEL" --backend "$BACKEND" --out "$R/profile.json" \
+  timeout ${PROFILE_TIMEOUT:-120} "$B/pd-profile" --model "$MODEL" --backend "$BACKEND" --out "$R/profile.json" \
     --note "scripts/device-plan.sh, $PRESET random weights, $(head -1 "$R/BUILD.txt")" $PARGS \
     ${PROFILE_ARGS:-} \
     > "$R/profile.log" 2>&1

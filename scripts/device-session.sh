@@ -16,12 +16,14 @@
 #          bash scripts/device-session.sh gputests  all label-gpu test binaries + 1B-shape bench
 #          bash scripts/device-session.sh decodeab    sanitizer on the fused-merge test, decode steps
 #                                                   fused vs PD_CUDA_FUSE_COMBINE=0, ablations
+#          bash scripts/device-session.sh final      gputests summary + fused-merge A/B + colocated
+#                                                   calibration points (scripts/plan-points-*.txt)
 #          bash scripts/device-session.sh decodeprof  where a b1 decode step's time goes: ncu
 #                                                   per-kernel times + PD_CUDA_ABLATE differences
 # Logs under $OUT/<phase>/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests | decodeprof | decodeab}
+phase=${1:?phase: decode | prefill | serve | plan | chunks | gputests | decodeprof | decodeab | final}
 shift
 OUT=${OUT:-/tmp/pd-out}
 export OUT=$OUT/$phase
@@ -70,6 +72,21 @@ case $phase in
       env $v timeout 60 $B/cuda_bench quick nogemv noattn noprefill 2>&1 | grep "decode   batch" |
         sed "s/^/$v /" | tee -a "$OUT/ab.log"
     done
+    ;;
+  final)  # one call for the end of a session, within the 8 files that come back: every
+    # label-gpu test binary (summary only), decode fused-merge A/B, then the colocated
+    # calibration points with a profile that has mixed-step chunk points
+    SKIP_1B=1 OUT=/tmp/pd-final bash "$0" gputests > "$OUT/gputests.txt" 2>&1
+    grep -hE '^\[(mixed|prefill-runner|golden|cpu-vs)' /tmp/pd-final/gputests/*.log >> "$OUT/gputests.txt"
+    cat "$OUT/gputests.txt"
+    B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
+    for v in X=1 PD_CUDA_FUSE_COMBINE=0 X=1 PD_CUDA_FUSE_COMBINE=0; do
+      env $v timeout 50 $B/cuda_bench quick nogemv noattn noprefill 2>&1 | grep "decode   batch" |
+        sed "s/^/$v /" | tee -a "$OUT/ab.log"
+    done
+    POINTS_FILE=scripts/plan-points-colocated.txt TIME_BUDGET=${TIME_BUDGET:-300} COLO_RESERVE=0 \
+      PROFILE_TIMEOUT=200 PROFILE_ARGS="--chunks ${CHUNKS:-1024@1024,1024@4096,1024@9216,2048@8192,1024@4096+8@1024,1024@9216+8@2048,1024@1024+32@1024,1024@1024+64@2048,1024@2048+128@1024}" \
+      BUNDLE=.dev/gpu/bin.tar.xz bash scripts/device-plan.sh 2>&1 | tail -12
     ;;
   chunks)  # chunked-prefill and mixed-step costs (pd-profile --chunks) for the simulator
     B=.dev/x/bin; export LD_LIBRARY_PATH=$PWD/.dev/x/lib
