@@ -4,7 +4,7 @@
 Usage:
   scripts/plan_calibrate.py RESULTS_DIR PD_SIM [--profile F.json] [--link-gbps X]
       [--stage-gbps X] [--step-overhead-ms X] [--seq-overhead-ms X] [--share-penalty X]
-      [--link-lanes N] [--chunk-factor X]
+      [--link-lanes N] [--chunk-factor X] [--link-latency-ms X]
       [--fit DEP:PT,DEP:PT,...] [--fit-params link-gbps,step-overhead-ms] [--label NAME]
   scripts/plan_calibrate.py --predict POINTS_FILE PD_SIM --p-kv-tokens N --d-kv-tokens N
       --colo-kv-tokens N [same model flags]
@@ -44,6 +44,7 @@ GRIDS = {
     "seq-overhead-ms": [round(0.005 * i, 3) for i in range(21)],  # 0 .. 0.1 ms
     "link-lanes": [1, 2, 3, 4],
     "chunk-factor": [round(1 + 0.05 * i, 2) for i in range(31)],  # 1 .. 2.5
+    "link-latency-ms": [1] + [5 * i for i in range(1, 21)],  # 1 .. 100 ms per transfer
 }
 
 
@@ -72,8 +73,7 @@ def simulate(sim, profile, dep, bargs, params, pools):
            "--output", flag(bargs, "--output-len", "64"),
            "--rate", flag(bargs, "--rate", "inf"),
            "--num-requests", flag(bargs, "--num-requests", "100"),
-           "--seed", flag(bargs, "--seed", "0"), "--slo-ttft-ms", "500", "--slo-tpot-ms", "50",
-           "--link-latency-ms", "1"]
+           "--seed", flag(bargs, "--seed", "0"), "--slo-ttft-ms", "500", "--slo-tpot-ms", "50"]
     for k, v in sorted(params.items()):
         cmd += ["--" + k, str(v)]
     cmd += ENGINES[dep]
@@ -105,7 +105,8 @@ def main():
               "share-penalty": float(flag(extra, "--share-penalty", "1.0")),
               "seq-overhead-ms": float(flag(extra, "--seq-overhead-ms", "0")),
               "link-lanes": int(flag(extra, "--link-lanes", "1")),
-              "chunk-factor": float(flag(extra, "--chunk-factor", "1"))}
+              "chunk-factor": float(flag(extra, "--chunk-factor", "1")),
+              "link-latency-ms": float(flag(extra, "--link-latency-ms", "1"))}
     label = flag(extra, "--label", "apriori")
     if predict:
         profile = flag(extra, "--profile", "configs/profiles/llama-3.1-8b-h100.json")

@@ -77,16 +77,31 @@ CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chun
     for (double r : rs) sum += r;
     ry_.push_back(sum / rs.size());
   }
-  // Mixed points: what the step costs beyond its decode part and its (corrected) chunk.
-  double mix = 0;
-  int nmix = 0;
+  // Mixed points: what the step costs beyond its decode part and its (corrected) chunk, averaged
+  // per decode batch: the work done for the decode rows next to a chunk (their attention, their
+  // GEMM rows) minus what the two parts share (the weights are read once). Modelled as linear
+  // in the number of decoding sequences through (0, 0) and the measured batches, extrapolated
+  // past the largest one; negative where sharing wins (StepMs never goes below either part).
+  std::map<int, std::pair<double, int>> mix;  // decode batch -> (sum of excess, points)
   for (const ChunkPoint& c : p.chunks) {
     if (c.decode_batch == 0) continue;
     const double chunk = MeasuredChunkMs(c.tokens, c.cached);
-    mix += c.ms - DecodeMs(c.decode_batch, c.decode_context) - chunk;
-    ++nmix;
+    auto& [sum, n] = mix[c.decode_batch];
+    sum += c.ms - DecodeMs(c.decode_batch, c.decode_context) - chunk;
+    ++n;
   }
-  mix_ms_ = nmix > 0 ? std::max(0.0, mix / nmix) : 0;
+  if (!mix.empty()) {
+    mx_ = {0};
+    my_ = {0};
+    for (const auto& [b, e] : mix) {
+      mx_.push_back(b);
+      my_.push_back(e.first / e.second);
+    }
+  }
+}
+
+double CostModel::MixMs(double decode_seqs) const {
+  return mx_.empty() ? 0 : Interp(mx_, my_, decode_seqs);
 }
 
 double CostModel::PrefillMs(double tokens) const {
@@ -118,10 +133,11 @@ double CostModel::DecodeMs(double batch, double context) const {
 
 double CostModel::StepMs(int decode_seqs, double decode_ctx,
                          const std::vector<std::pair<int, int>>& chunks) const {
-  double t = decode_seqs > 0 ? DecodeMs(decode_seqs, decode_ctx) : fixed_ms_;
-  for (const auto& [n, cached] : chunks) t += PrefillChunkMs(n, cached);
-  if (decode_seqs > 0 && !chunks.empty()) t += mix_ms_;
-  return t;
+  const double dec = decode_seqs > 0 ? DecodeMs(decode_seqs, decode_ctx) : fixed_ms_;
+  double chunk = 0;
+  for (const auto& [n, cached] : chunks) chunk += PrefillChunkMs(n, cached);
+  if (decode_seqs == 0 || chunks.empty()) return dec + chunk;
+  return std::max({dec + chunk + MixMs(decode_seqs), dec, chunk});
 }
 
 double Profile::FixedMs() const { return CostModel(*this).FixedMs(); }

@@ -104,7 +104,8 @@ class CostModel {
   double MeasuredChunkMs(double n, double cached) const;  // ... x the chunk points' ratio
   double fixed_ms_ = 0;
   std::vector<double> rx_, ry_;  // chunk correction: ratio measured / marginal vs cached
-  double mix_ms_ = 0;            // mean excess of a mixed step
+  double MixMs(double decode_seqs) const;  // excess of a mixed step with that many decode rows
+  std::vector<double> mx_, my_;  // mixed-step excess vs decode batch, (0, 0) first
   double chunk_factor_ = 1.0;
   std::vector<double> px_, py_;          // prefill curve with (0, fixed) first
   std::vector<double> gb_, gc_;          // decode grid axes

@@ -67,7 +67,9 @@ TEST(Profile, ChunkPointsCorrectTheChunkCost) {
   EXPECT_NEAR(m.PrefillChunkMs(100, 0), 20, 1e-9);
   EXPECT_NEAR(m.PrefillChunkMs(100, 500), 30, 1e-9);   // ratio 3 halfway
   EXPECT_NEAR(m.PrefillChunkMs(100, 5000), 40, 1e-9);  // clamped to the last ratio
-  EXPECT_NEAR(m.StepMs(2, 100, {{100, 1000}}), 10 + 40 + 3, 1e-9);
+  EXPECT_NEAR(m.StepMs(4, 100, {{100, 1000}}), 10 + 40 + 3, 1e-9);
+  EXPECT_NEAR(m.StepMs(2, 100, {{100, 1000}}), 10 + 40 + 1.5, 1e-9);  // excess linear in rows
+  EXPECT_NEAR(m.StepMs(8, 100, {{100, 1000}}), 10 + 40 + 6, 1e-9);    // ... past the last point
   EXPECT_NEAR(m.StepMs(0, 0, {{100, 1000}}), 10 + 40, 1e-9);  // no decode rows: no mix excess
   EXPECT_NEAR(m.StepMs(2, 100, {}), 10, 1e-9);
   StatusOr<Profile> q = ParseProfile(ProfileToJson(p));
@@ -75,7 +77,17 @@ TEST(Profile, ChunkPointsCorrectTheChunkCost) {
   ASSERT_EQ(q->chunks.size(), 3u);
   EXPECT_EQ(q->chunks[2].decode_batch, 4);
   EXPECT_EQ(q->chunks[2].decode_context, 100);
-  EXPECT_NEAR(CostModel(*q).StepMs(2, 100, {{100, 1000}}), 53, 1e-9);
+  EXPECT_NEAR(CostModel(*q).StepMs(4, 100, {{100, 1000}}), 53, 1e-9);
+  // two decode batches: 3 ms at 4 rows, 11 ms at 8 (mean of 10 and 12) -> 7 ms at 6 rows
+  p.chunks.push_back({100, 1000, 8, 100, 60});
+  p.chunks.push_back({100, 1000, 8, 100, 62});
+  EXPECT_NEAR(CostModel(p).StepMs(6, 100, {{100, 1000}}), 10 + 40 + 7, 1e-9);
+  // a mixed step cheaper than its parts added (the weights are read once): negative excess,
+  // but never below the larger part
+  Profile s = Synthetic(10, 1000, 110);
+  s.chunks = {{100, 1000, 0, 0, 40}, {100, 1000, 4, 100, 44}};  // excess -6 at 4 rows
+  EXPECT_NEAR(CostModel(s).StepMs(2, 100, {{100, 1000}}), 10 + 40 - 3, 1e-9);
+  EXPECT_NEAR(CostModel(s).StepMs(40, 100, {{100, 1000}}), 40, 1e-9);  // -60: the chunk's 40
   p.chunks.push_back({100, 0, 2, 0, 5});  // decode rows without a context
   EXPECT_EQ(p.Validate().code(), StatusCode::kInvalidArgument);
 }
