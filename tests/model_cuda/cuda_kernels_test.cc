@@ -725,6 +725,13 @@ TEST(CudaKernels, PrefillAttentionMatchesCpu) {
   AttnCase(128, 8, 2, {0, 70, 5, 0}, {130, 64, 1, 200}, 0, true, 1);  // chunks over a cached prefix
   AttnCase(128, 4, 1, {33, 0}, {100, 77}, 40, true, 1);               // sliding window
   AttnCase(128, 32, 8, {1000}, {129}, 0, true, 1);
+  // head dim 64 (Llama-3.2-1B/3B-class models): the mma.sync kernel's D = 64 instance
+  ASSERT_TRUE(PrefillAttentionSupported(64));
+  AttnCase(64, 8, 2, {0}, {64}, 0, true, 1);
+  AttnCase(64, 8, 2, {0, 70, 5, 0}, {130, 64, 1, 200}, 0, true, 1);
+  AttnCase(64, 4, 1, {33, 0}, {100, 77}, 40, true, 1);
+  AttnCase(64, 32, 8, {1000}, {129}, 0, true, 1);
+  EXPECT_FALSE(PrefillAttentionSupported(32));
 }
 
 // The wgmma prefill kernel (the default on sm_90) needs a Hopper GPU; elsewhere the runner falls

@@ -1,6 +1,7 @@
 // Causal prefill attention with tensor cores: flash attention with mma.sync m16n8k16 (bf16 in,
 // fp32 acc), 128 query rows (8 warps) x 64 keys per step, K/V gathered through the block table
 // with cp.async (double-buffered), XOR-swizzled shared memory for conflict-free ldmatrix.
+// Head dim 64 or 128 (template D); the wgmma kernel (cuda_prefill_wgmma.cu) takes 128 only.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -15,13 +16,17 @@ namespace pd::cuda {
 namespace {
 
 // ---- tensor-core prefill ------------------------------------------------------------------
-constexpr int kPD = 128, kBM = kPrefillTileRows, kBN = 64, kPThreads = kBM * 2;  // 16 rows/warp
-constexpr int kTileElems = kBN * kPD;  // one K or V tile: 64 x 128 bf16 = 16 KB
-constexpr int kQElems = kBM * kPD;
-constexpr size_t kPrefillSmem = (kQElems + 4 * kTileElems) * sizeof(bf16_t);  // Q, K[2], V[2]
+constexpr int kBM = kPrefillTileRows, kBN = 64, kPThreads = kBM * 2;  // 16 rows/warp
+template <int D>
+struct PCfg {
+  static constexpr int kTileElems = kBN * D;  // one K or V tile: 64 x D bf16 (16 KB at D 128)
+  static constexpr int kQElems = kBM * D;
+  static constexpr size_t kSmem = (kQElems + 4 * kTileElems) * sizeof(bf16_t);  // Q, K[2], V[2]
+};
 
-__device__ __forceinline__ int Swz(int row, int col) {  // element offset in an Nx128 tile
-  return row * kPD + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
+template <int D>
+__device__ __forceinline__ int Swz(int row, int col) {  // element offset in an N x D tile
+  return row * D + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
 
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
@@ -54,22 +59,26 @@ __device__ __forceinline__ uint32_t PackBf2(float lo, float hi) {
 }
 
 // Loads 64 K (which = 0) or V (which = 1) rows of keys [j0, j0 + 64) into a swizzled tile.
+template <int D>
 __device__ __forceinline__ void LoadKvTile(bf16_t* dst, const AttnArgs& a, const int* table,
                                            int kvh, int which, int j0, int kend) {
-  for (int c = threadIdx.x; c < kBN * 16; c += kPThreads) {
-    const int row = c >> 4, ch = c & 15, key = j0 + row;
+  constexpr int kCh = D / 8;  // 16-byte chunks per row
+  for (int c = threadIdx.x; c < kBN * kCh; c += kPThreads) {
+    const int row = c / kCh, ch = c % kCh, key = j0 + row;
     const bool valid = key < kend;
     const bf16_t* src = a.kv.base;
     if (valid) {
       const int bs = a.kv.block_size;
       src += KvOffset(a.kv, a.layer, table[key / bs], which, kvh, key % bs) + ch * 8;
     }
-    CpAsync16(dst + Swz(row, ch * 8), src, valid);
+    CpAsync16(dst + Swz<D>(row, ch * 8), src, valid);
   }
 }
 
+template <int D>
 __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, BatchMeta m,
                                                                   const int32_t* tiles) {
+  constexpr int kTileElems = PCfg<D>::kTileElems, kQElems = PCfg<D>::kQElems, kCh = D / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* ks = qs + kQElems;  // [2]
@@ -88,21 +97,21 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
   const int* table = m.block_ids + m.block_indptr[s];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 
-  for (int c = threadIdx.x; c < kBM * 16; c += kPThreads) {
-    const int row = c >> 4, ch = c & 15;
+  for (int c = threadIdx.x; c < kBM * kCh; c += kPThreads) {
+    const int row = c / kCh, ch = c % kCh;
     const bool valid = row < qrows;
-    const bf16_t* src = valid ? a.q + (int64_t(qstart + qoff + row) * nh + h) * kPD + ch * 8 : a.q;
-    CpAsync16(qs + Swz(row, ch * 8), src, valid);
+    const bf16_t* src = valid ? a.q + (int64_t(qstart + qoff + row) * nh + h) * D + ch * 8 : a.q;
+    CpAsync16(qs + Swz<D>(row, ch * 8), src, valid);
   }
-  LoadKvTile(ks, a, table, kvh, 0, kbeg, kend);
-  LoadKvTile(vs, a, table, kvh, 1, kbeg, kend);
+  LoadKvTile<D>(ks, a, table, kvh, 0, kbeg, kend);
+  LoadKvTile<D>(vs, a, table, kvh, 1, kbeg, kend);
   CpAsyncCommit();
 
   const float sl2 = a.scale * kLog2e;
   const int qp0 = cached + qoff + warp * 16 + g, qp1 = qp0 + 8;  // positions of my two rows
-  float o[16][4];
+  float o[D / 8][4];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   const int ntiles = (kend - kbeg + kBN - 1) / kBN;
   for (int it = 0; it < ntiles; ++it) {
@@ -110,8 +119,8 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
     CpAsyncWaitAll();
     __syncthreads();
     if (it + 1 < ntiles) {
-      LoadKvTile(ks + (buf ^ 1) * kTileElems, a, table, kvh, 0, j0 + kBN, kend);
-      LoadKvTile(vs + (buf ^ 1) * kTileElems, a, table, kvh, 1, j0 + kBN, kend);
+      LoadKvTile<D>(ks + (buf ^ 1) * kTileElems, a, table, kvh, 0, j0 + kBN, kend);
+      LoadKvTile<D>(vs + (buf ^ 1) * kTileElems, a, table, kvh, 1, j0 + kBN, kend);
       CpAsyncCommit();
     }
     const bf16_t* kt = ks + buf * kTileElems;
@@ -120,14 +129,14 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
 #pragma unroll
     for (int i = 0; i < 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.f;
 #pragma unroll
-    for (int kc = 0; kc < 8; ++kc) {
+    for (int kc = 0; kc < D / 16; ++kc) {
       uint32_t qf[4];  // Q fragments re-read from shared memory: registers for 2 CTAs per SM
-      Ldsm4(qf, qs + Swz(warp * 16 + (lane & 15), kc * 16 + (lane >> 4) * 8));
+      Ldsm4(qf, qs + Swz<D>(warp * 16 + (lane & 15), kc * 16 + (lane >> 4) * 8));
 #pragma unroll
       for (int np = 0; np < 4; ++np) {
         uint32_t b[4];
         const int mat = lane >> 3, rr = lane & 7;
-        Ldsm4(b, kt + Swz(np * 16 + rr + (mat >> 1) * 8, kc * 16 + (mat & 1) * 8));
+        Ldsm4(b, kt + Swz<D>(np * 16 + rr + (mat >> 1) * 8, kc * 16 + (mat & 1) * 8));
         Mma(sc[2 * np], qf, b[0], b[1]);
         Mma(sc[2 * np + 1], qf, b[2], b[3]);
       }
@@ -170,7 +179,7 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
     l0 = l0 * c0 + ps0;
     l1 = l1 * c1 + ps1;
 #pragma unroll
-    for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < D / 8; ++i) {
       o[i][0] *= c0;
       o[i][1] *= c0;
       o[i][2] *= c1;
@@ -184,10 +193,10 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
       pa[2] = PackBf2(sc[2 * kk + 1][0], sc[2 * kk + 1][1]);
       pa[3] = PackBf2(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
-      for (int dp = 0; dp < 8; ++dp) {
+      for (int dp = 0; dp < D / 16; ++dp) {
         uint32_t b[4];
         const int mat = lane >> 3, rr = lane & 7;
-        Ldsm4T(b, vt + Swz(kk * 16 + rr + (mat & 1) * 8, dp * 16 + (mat >> 1) * 8));
+        Ldsm4T(b, vt + Swz<D>(kk * 16 + rr + (mat & 1) * 8, dp * 16 + (mat >> 1) * 8));
         Mma(o[2 * dp], pa, b[0], b[1]);
         Mma(o[2 * dp + 1], pa, b[2], b[3]);
       }
@@ -201,14 +210,14 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
   const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
   const int r0 = warp * 16 + g, r1 = r0 + 8;
 #pragma unroll
-  for (int nt = 0; nt < 16; ++nt) {
+  for (int nt = 0; nt < D / 8; ++nt) {
     const int col = nt * 8 + 2 * t;
     if (r0 < qrows) {
-      *reinterpret_cast<uint32_t*>(a.out + (int64_t(qstart + qoff + r0) * nh + h) * kPD + col) =
+      *reinterpret_cast<uint32_t*>(a.out + (int64_t(qstart + qoff + r0) * nh + h) * D + col) =
           PackBf2(o[nt][0] * i0, o[nt][1] * i0);
     }
     if (r1 < qrows) {
-      *reinterpret_cast<uint32_t*>(a.out + (int64_t(qstart + qoff + r1) * nh + h) * kPD + col) =
+      *reinterpret_cast<uint32_t*>(a.out + (int64_t(qstart + qoff + r1) * nh + h) * D + col) =
           PackBf2(o[nt][2] * i1, o[nt][3] * i1);
     }
   }
@@ -216,7 +225,7 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
 
 }  // namespace
 
-bool PrefillAttentionSupported(int head_dim) { return head_dim == kPD; }
+bool PrefillAttentionSupported(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
 namespace {
 // wgmma: 269-358 TFLOP/s at 8k-32k vs 162-189 for mma.sync (H100, 2026-12-07, docs/cuda.md)
@@ -250,18 +259,27 @@ int PrefillAttentionVariantUsed(int block_size) {
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream) {
   const int variant = PrefillAttentionVariantUsed(a.kv.block_size);
-  if (variant != 1) {
+  if (variant != 1 && a.head_dim == 128) {
     LaunchPrefillAttentionWgmma(a, m, tiles, num_tiles, variant == 0, stream);
     return;
   }
-  static bool configured = false;
-  if (!configured) {
-    cudaFuncSetAttribute(PrefillAttnKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         int(kPrefillSmem));
-    configured = true;
+  static bool configured[2] = {};
+  const dim3 grid(num_tiles, a.num_heads);
+  if (a.head_dim == 64) {
+    if (!configured[0]) {
+      cudaFuncSetAttribute(PrefillAttnKernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           int(PCfg<64>::kSmem));
+      configured[0] = true;
+    }
+    PrefillAttnKernel<64><<<grid, kPThreads, PCfg<64>::kSmem, stream>>>(a, m, tiles);
+    return;
   }
-  dim3 grid(num_tiles, a.num_heads);
-  PrefillAttnKernel<<<grid, kPThreads, kPrefillSmem, stream>>>(a, m, tiles);
+  if (!configured[1]) {
+    cudaFuncSetAttribute(PrefillAttnKernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(PCfg<128>::kSmem));
+    configured[1] = true;
+  }
+  PrefillAttnKernel<128><<<grid, kPThreads, PCfg<128>::kSmem, stream>>>(a, m, tiles);
 }
 
 }  // namespace pd::cuda
