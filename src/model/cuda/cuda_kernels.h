@@ -162,9 +162,11 @@ int ChooseDecodeSplits(int rows, int num_heads, int num_kv_heads, int head_dim, 
 
 // Causal prefill attention with tensor cores (mma.sync m16n8k16 bf16, fp32 accumulation,
 // online softmax), queries of each sequence's chunk against its cached prefix + the chunk read
-// through the block table. Needs head_dim == 128. `tiles` = [num_tiles][2] (seq, first row in
+// through the block table. Head dim 128 (64 opt-in). `tiles` = [num_tiles][2] (seq, first row in
 // the sequence's chunk) for kPrefillTileRows-row query tiles.
 constexpr int kPrefillTileRows = 128;
+// Head dim 64 on the tensor-core prefill kernel (opt-in until run on a GPU; see the .cu).
+void SetPrefillHeadDim64(bool on);
 bool PrefillAttentionSupported(int head_dim);
 void LaunchPrefillAttention(const AttnArgs& a, const BatchMeta& m, const int32_t* tiles,
                             int num_tiles, cudaStream_t stream);

@@ -62,9 +62,10 @@ __device__ __forceinline__ uint32_t PackBf2(float lo, float hi) {
 template <int D>
 __device__ __forceinline__ void LoadKvTile(bf16_t* dst, const AttnArgs& a, const int* table,
                                            int kvh, int which, int j0, int kend) {
-  constexpr int kCh = D / 8;  // 16-byte chunks per row
+  constexpr int kCh = D / 8, kShift = D == 128 ? 4 : 3;  // 16-byte chunks per row
+  static_assert(D == 64 || D == 128, "prefill attention head dims");
   for (int c = threadIdx.x; c < kBN * kCh; c += kPThreads) {
-    const int row = c / kCh, ch = c % kCh, key = j0 + row;
+    const int row = c >> kShift, ch = c & (kCh - 1), key = j0 + row;
     const bool valid = key < kend;
     const bf16_t* src = a.kv.base;
     if (valid) {
@@ -79,6 +80,7 @@ template <int D>
 __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, BatchMeta m,
                                                                   const int32_t* tiles) {
   constexpr int kTileElems = PCfg<D>::kTileElems, kQElems = PCfg<D>::kQElems, kCh = D / 8;
+  constexpr int kShift = D == 128 ? 4 : 3;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem_raw);
   bf16_t* ks = qs + kQElems;  // [2]
@@ -98,7 +100,7 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 
   for (int c = threadIdx.x; c < kBM * kCh; c += kPThreads) {
-    const int row = c / kCh, ch = c % kCh;
+    const int row = c >> kShift, ch = c & (kCh - 1);
     const bool valid = row < qrows;
     const bf16_t* src = valid ? a.q + (int64_t(qstart + qoff + row) * nh + h) * D + ch * 8 : a.q;
     CpAsync16(qs + Swz<D>(row, ch * 8), src, valid);
@@ -225,7 +227,25 @@ __global__ void __launch_bounds__(kPThreads, 2) PrefillAttnKernel(AttnArgs a, Ba
 
 }  // namespace
 
-bool PrefillAttentionSupported(int head_dim) { return head_dim == 64 || head_dim == 128; }
+namespace {
+// Head dim 64 on tensor cores: built and tested against the CPU twin, but not yet run on a GPU
+// (2026-12-07: the session's device time ran out), so opt-in until it has been:
+// PD_CUDA_PREFILL_D64=1 or SetPrefillHeadDim64(true). Otherwise head dim 64 prompts take the
+// split-KV CUDA-core kernel as before.
+int g_prefill_d64 = -1;  // -1: read the environment on first use
+}  // namespace
+
+void SetPrefillHeadDim64(bool on) { g_prefill_d64 = on ? 1 : 0; }
+
+bool PrefillAttentionSupported(int head_dim) {
+  if (head_dim == 128) return true;
+  if (head_dim != 64) return false;
+  if (g_prefill_d64 < 0) {
+    const char* e = std::getenv("PD_CUDA_PREFILL_D64");
+    g_prefill_d64 = e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 0;
+  }
+  return g_prefill_d64 == 1;
+}
 
 namespace {
 // wgmma: 269-358 TFLOP/s at 8k-32k vs 162-189 for mma.sync (H100, 2026-12-07, docs/cuda.md)
