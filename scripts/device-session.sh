@@ -50,6 +50,10 @@ case $phase in
     done
     echo "gpu-labelled tests: $([ $rc = 0 ] && echo PASS || echo FAIL)"
     [ -n "${SKIP_1B:-}" ] || timeout 150 $B/cuda_bench 1b nogemv noattn 2>&1 | tee "$OUT/bench_1b.log" | grep -E "^(ceiling|decode|prefill)"
+    # head-dim-64 tensor-core prefill (opt-in until verified: cuda_kernels_test above runs its
+    # D = 64 cases): the 1B prompt path with it, same run
+    [ -n "${SKIP_1B:-}" ] || PD_CUDA_PREFILL_D64=1 timeout 90 $B/cuda_bench 1b nogemv noattn nodecode 2>&1 |
+      tee "$OUT/bench_1b_d64.log" | grep -E "^prefill" | sed 's/^/D64 /'
     ;;
   decodeprof)  # ncu per-kernel durations (serialized), then step times with kernels left out
     bash bench/cuda_bench_device.sh run profile
