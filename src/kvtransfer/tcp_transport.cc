@@ -272,6 +272,9 @@ void TcpTransport::Loop() {
     timespec ts{0, static_cast<long>(wait_ns)};
     const int n = epoll_pwait2(epoll_fd_, evs, 64, &ts, nullptr);
     std::lock_guard<std::mutex> l(mu_);
+    // Timers first: a loop that resumes after a stop (SIGSTOP, a VM pause) fails the transfers
+    // whose deadline passed before it writes any more of them (Flush drops their queued frames).
+    CheckTimers();
     for (int i = 0; i < n; ++i) {
       const int fd = evs[i].data.fd;
       if (fd == wake_fd_ || fd == copier_fd_) {
@@ -382,6 +385,24 @@ void TcpTransport::QueueCtrl(Conn* c, FrameHeader h, std::vector<WireSeg> segs, 
   Flush(c);
 }
 
+// A queued (not yet started) data frame whose transfer has ended - failed, cancelled or past
+// its deadline - is not sent: once the transfer's owner is told it failed, no byte of it may
+// still reach the peer (a D reuses the blocks of a fenced lease). Its chunk leaves the window.
+// Past the deadline counts even before CheckTimers has failed the transfer: a loop stopped
+// mid-Flush (SIGSTOP, VM pause) resumes here, not at CheckTimers.
+bool TcpTransport::DropIfTransferEnded(Conn* c, const OutFrame& f) {
+  if (f.chunk_id == 0) return false;
+  auto it = c->chunks.find(f.chunk_id);
+  if (it == c->chunks.end()) return false;
+  auto x = xfers_.find(it->second.xfer);
+  if (x != xfers_.end() && (x->second.w.deadline_ns == 0 || NowNs() < x->second.w.deadline_ns)) {
+    return false;
+  }
+  c->inflight -= it->second.bytes;
+  c->chunks.erase(it);
+  return true;
+}
+
 void TcpTransport::Flush(Conn* c) {
   const int fd = c->fd;
   for (;;) {
@@ -391,6 +412,10 @@ void TcpTransport::Flush(Conn* c) {
         c->ctrl_q.pop_front();
         c->cur_is_data = false;
       } else if (!c->data_q.empty() && FrameReady(c->data_q.front())) {
+        if (DropIfTransferEnded(c, c->data_q.front())) {
+          c->data_q.pop_front();
+          continue;
+        }
         c->cur = std::move(c->data_q.front());
         c->data_q.pop_front();
         c->cur_is_data = true;
@@ -449,6 +474,10 @@ bool TcpTransport::SchedulePeer(PeerId id, Peer& p) {
       continue;
     }
     Xfer& x = xit->second;
+    if (x.w.deadline_ns > 0 && NowNs() >= x.w.deadline_ns) {  // CheckTimers fails it
+      p.queue.pop_front();
+      continue;
+    }
     const uint64_t next = std::min<uint64_t>(opt_.chunk_bytes, x.w.bytes - x.emitted);
     if (x.stage && tx_pool_.empty()) return true;  // bounce slots return as frames leave
     bool any = false;

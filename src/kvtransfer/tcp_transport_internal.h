@@ -211,6 +211,7 @@ class TcpTransport final : public Transport {
   void QueueCtrl(Conn* c, FrameHeader h, std::vector<WireSeg> segs, std::string owned,
                  std::vector<iovec> payload = {});
   void Flush(Conn* c);
+  bool DropIfTransferEnded(Conn* c, const OutFrame& f);  // true: f's transfer ended, not sent
   void Schedule();
   bool SchedulePeer(PeerId id, Peer& p);
   void EmitChunk(Peer& p, Conn* c, Xfer& x);

@@ -7,7 +7,15 @@
 //   sum <offset> <length>  -> "SUM <fnv1a64>"
 //   nonzero                -> "NONZERO <count of non-zero bytes in the arena>"
 //   notes                  -> "NOTES <count> <bytes joined by ','>"
+//   send_and_stop <hexmeta> <bytes> <deadline_ms>
+//                          -> fills arena[0, bytes) with 0x5a, connects to that peer, posts a WRITE
+//                             of it to the peer's offset 0, and stops itself (SIGSTOP) right after
+//                             the Post; once continued: "POSTED <state> <status code>" after the
+//                             transfer ended (the sender frozen mid-transfer, for the fence tests)
 //   quit                   -> exits
+#include <signal.h>
+
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -120,6 +128,34 @@ int main(int argc, char** argv) {
       std::string joined;
       for (const auto& n : notes) joined += (joined.empty() ? "" : ",") + n.bytes;
       std::cout << "NOTES " << notes.size() << " " << joined << std::endl;
+    } else if (cmd == "send_and_stop") {
+      std::string mhex;
+      uint64_t len = 0, deadline_ms = 0;
+      std::cin >> mhex >> len >> deadline_ms;
+      std::string blob;
+      for (size_t j = 0; j + 1 < mhex.size(); j += 2) {
+        blob += static_cast<char>(std::stoi(mhex.substr(j, 2), nullptr, 16));
+      }
+      len = std::min<uint64_t>(len, a.bytes);
+      if (a.kind == "host") std::memset(a.base, 0x5a, len);
+      auto peer = e.LoadRemoteMetadata(blob);
+      pd::Status cs = peer.ok() ? e.Connect(*peer) : peer.status();
+      if (!cs.ok()) {
+        std::cout << "ERROR " << cs.ToString() << std::endl;
+        continue;
+      }
+      auto t = e.Post(Op::kWrite, *peer, std::vector<Desc>{{0, 0, len}},
+                      std::vector<Desc>{{0, 0, len}}, {},
+                      std::chrono::milliseconds(deadline_ms));
+      raise(SIGSTOP);
+      if (!t.ok()) {
+        std::cout << "ERROR " << t.status().ToString() << std::endl;
+        continue;
+      }
+      auto r = e.Wait(*t, std::chrono::milliseconds(10000));
+      std::cout << "POSTED " << static_cast<int>(r.state) << " "
+                << static_cast<int>(r.status.code()) << std::endl;
+      e.Release(*t);
     } else if (cmd == "quit") {
       break;
     }

@@ -78,6 +78,10 @@ class PeerProcess {
     fflush(to_);
     return Line();
   }
+  void Tell(const std::string& cmd) {  // a command whose answer is read later (Line)
+    fprintf(to_, "%s\n", cmd.c_str());
+    fflush(to_);
+  }
   void Signal(int sig) {
     if (pid_ > 0) kill(pid_, sig);
   }
