@@ -134,8 +134,23 @@ double CostModel::DecodeMs(double batch, double context) const {
 double CostModel::StepMs(int decode_seqs, double decode_ctx,
                          const std::vector<std::pair<int, int>>& chunks) const {
   const double dec = decode_seqs > 0 ? DecodeMs(decode_seqs, decode_ctx) : fixed_ms_;
+  // The prompt rows of one step run as one forward: they cost what the profile's prefill curve
+  // says for the step's total prompt tokens (from zero), and each chunk adds what its own cost
+  // (PrefillChunkMs: the curve's slope after its cached prefix) exceeds its token share of that
+  // base — the attention over its prefix. One chunk: exactly PrefillChunkMs(n, cached). Several
+  // first chunks: the curve at their sum, not a sum of from-zero marginals (each of which would
+  // drop the weight-read floor that a compute-bound 1k-token forward does not pay on top).
   double chunk = 0;
-  for (const auto& [n, cached] : chunks) chunk += PrefillChunkMs(n, cached);
+  if (!chunks.empty()) {
+    double tokens = 0;
+    for (const auto& [n, cached] : chunks) tokens += n;
+    const double base = PrefillChunkMs(tokens, 0);
+    double prefix = 0;
+    for (const auto& [n, cached] : chunks) {
+      prefix += std::max(0.0, PrefillChunkMs(n, cached) - base * n / tokens);
+    }
+    chunk = base + prefix;
+  }
   if (decode_seqs == 0 || chunks.empty()) return dec + chunk;
   return std::max({dec + chunk + MixMs(decode_seqs), dec, chunk});
 }

@@ -92,6 +92,21 @@ TEST(Profile, ChunkPointsCorrectTheChunkCost) {
   EXPECT_EQ(p.Validate().code(), StatusCode::kInvalidArgument);
 }
 
+// Several prompt chunks in one step cost the prefill curve at their total token count, plus
+// what each chunk's own cost exceeds its token share of that (by hand: PrefillMs(1000) = 100,
+// PrefillMs(2000) = 250, fixed 10 ms).
+TEST(Profile, ChunksOfOneStepCostTheirTotalOnThePrefillCurve) {
+  Profile p = Synthetic(10, 1000, 100);  // prefill (1000, 100), (2000, 190): make it convex
+  p.prefill = {{1000, 100}, {2000, 250}};
+  const CostModel m(p);
+  EXPECT_NEAR(m.StepMs(0, 0, {{1000, 0}}), 10 + 90, 1e-9);               // one chunk: marginal
+  EXPECT_NEAR(m.StepMs(0, 0, {{1000, 1000}}), 10 + 150, 1e-9);           // after 1000 cached
+  EXPECT_NEAR(m.StepMs(0, 0, {{1000, 0}, {1000, 0}}), 10 + 240, 1e-9);   // not 2 x 90
+  // base 240 (120 per chunk); the cached chunk costs 150 alone: +30
+  EXPECT_NEAR(m.StepMs(0, 0, {{1000, 0}, {1000, 1000}}), 10 + 240 + 30, 1e-9);
+  EXPECT_NEAR(m.StepMs(0, 0, {{500, 0}, {500, 0}}), m.StepMs(0, 0, {{1000, 0}}), 1e-9);
+}
+
 TEST(Profile, RejectsBadInput) {
   EXPECT_FALSE(ParseProfile("{").ok());
   EXPECT_FALSE(ParseProfile(R"({"schema": "other"})").ok());
