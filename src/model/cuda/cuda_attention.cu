@@ -184,28 +184,8 @@ __global__ void CombineKernel(AttnArgs a, BatchMeta m, int splits, const float* 
   if (!a.row_list && r >= *m.num_valid_rows) return;
   const float* base = ws + (int64_t(slot) * a.num_heads + h) * splits * (D + 2);
   if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    float mz[2], lz[2], mm = -INFINITY;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int z = lane + 32 * k;
-      mz[k] = z < splits ? base[z * (D + 2)] : -INFINITY;
-      lz[k] = z < splits ? base[z * (D + 2) + 1] : 0.f;
-      mm = fmaxf(mm, mz[k]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
-    float ll = 0.f;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int z = lane + 32 * k;
-      const float c = mm == -INFINITY ? 0.f : exp2f(mz[k] - mm);  // exp2f(-inf) = 0
-      ll += lz[k] * c;
-      if (z < splits) sw[z] = c;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, o);
-    if (lane == 0) s_inv = ll > 0.f ? 1.f / ll : 0.f;
+    const float inv = SplitMergeWeights<false>(base, D + 2, splits, threadIdx.x, sw);
+    if (threadIdx.x == 0) s_inv = inv;
   }
   __syncthreads();
   for (int d = threadIdx.x; d < D; d += blockDim.x) {

@@ -92,35 +92,17 @@ __device__ __forceinline__ void LoadTile(bf16_t* st, const AttnArgs& a, const in
 
 // The fused variant's merge, run by the last CTA of a (row, kv head): the same arithmetic in the
 // same order as CombineKernel (cuda_attention.cu) over the first n splits (the rest are empty), so
-// the fused and the two-kernel paths give bitwise equal outputs. Warp w reduces the (m, l) of heads
-// w and w + 4 and leaves the split weights in shared memory; then every thread sums its dims.
+// the fused and the two-kernel paths give bitwise equal outputs. Warp w computes the merge weights
+// (SplitMergeWeights, shared with CombineKernel) of heads w and w + 4; then every thread sums its
+// dims.
 __device__ __forceinline__ void MergeSplits(const AttnArgs& a, const float* ws, int slot, int r,
                                             int h0, int gcount, int splits, int n, float* sw) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* s_inv = sw + kHeads * 64;
   for (int h = warp; h < gcount; h += 4) {
     const float* base = ws + (int64_t(slot) * a.num_heads + h0 + h) * splits * (kD + 2);
-    float mz[2], lz[2], mm = -INFINITY;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int z = lane + 32 * k;
-      mz[k] = z < n ? __ldcg(base + z * (kD + 2)) : -INFINITY;
-      lz[k] = z < n ? __ldcg(base + z * (kD + 2) + 1) : 0.f;
-      mm = fmaxf(mm, mz[k]);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
-    float ll = 0.f;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int z = lane + 32 * k;
-      const float c = mm == -INFINITY ? 0.f : exp2f(mz[k] - mm);
-      ll += lz[k] * c;
-      if (z < n) sw[h * 64 + z] = c;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ll += __shfl_xor_sync(0xffffffffu, ll, o);
-    if (lane == 0) s_inv[h] = ll > 0.f ? 1.f / ll : 0.f;
+    const float inv = SplitMergeWeights<true>(base, kD + 2, n, lane, sw + h * 64);
+    if (lane == 0) s_inv[h] = inv;
   }
   __syncthreads();
   // Thread t sums dims 2p, 2p + 1 (p = t % 64) of every head over the even (t < 64) or the odd

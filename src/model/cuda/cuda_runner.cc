@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <set>
 #include <string>
 
 #include "common/logging.h"
@@ -79,6 +78,7 @@ class CudaRunner final : public ModelRunner {
   Status AllocBuffers();
   Status AllocKv();
   Status Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, StepPlan* p);
+  int DecodeSplits(int rows, int max_ctx) const;
   Status Enqueue(const StepPlan& p, const std::function<void(int)>* on_layer);
   Status Gemm(const bf16_t* x, int rows, int in, const bf16_t* w, int out, void* y, bool f32);
   Status RunGraph(const StepPlan& p, int bucket);
@@ -96,8 +96,10 @@ class CudaRunner final : public ModelRunner {
   bool split_mixed_ = true;  // decode rows of mixed batches to the decode kernel (PD_CUDA_MIXED=0)
   bool fuse_combine_ = true;  // split merge inside the decode attention (PD_CUDA_FUSE_COMBINE=0)
   int* split_cnt_ = nullptr;  // its per-(row, kv head) tickets
-  std::set<std::string> ablate_;  // PD_CUDA_ABLATE (timing experiments only)
-  bool Ablated(const char* k) const { return !ablate_.empty() && ablate_.count(k) > 0; }
+  struct Ablate {
+    bool norm = false, rope = false, attn = false, gemv = false;
+  };
+  Ablate ablate_;  // PD_CUDA_ABLATE (timing experiments only)
   cudaStream_t stream_ = nullptr;
   cudaEvent_t layer_event_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -191,10 +193,11 @@ Status CudaRunner::Init(const RunnerOptions& opts, const ModelConfig& cfg,
   // traces PDL overlap). Logged loudly so nobody serves with it.
   if (const char* ab = std::getenv("PD_CUDA_ABLATE")) {
     const std::string s = ab;
-    for (const char* k : {"norm", "rope", "attn", "gemv"}) {
-      if (s.find(k) != std::string::npos) ablate_.insert(k);
+    const auto has = [&s](const char* k) { return s.find(k) != std::string::npos; };
+    ablate_ = Ablate{has("norm"), has("rope"), has("attn"), has("gemv")};
+    if (ablate_.norm || ablate_.rope || ablate_.attn || ablate_.gemv) {
+      PD_LOG_WARN("PD_CUDA_ABLATE={}: layer kernels skipped, outputs wrong", s);
     }
-    if (!ablate_.empty()) PD_LOG_WARN("PD_CUDA_ABLATE={}: layer kernels skipped, outputs wrong", s);
   }
   PD_CUDA_RET(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   PD_CUDA_RET(cudaEventCreateWithFlags(&layer_event_, cudaEventDisableTiming));
@@ -308,6 +311,18 @@ Status CudaRunner::Gemm(const bf16_t* x, int rows, int in, const bf16_t* w, int 
   return OkStatus();
 }
 
+// Split count of the decode attention for `rows` query rows of up to max_ctx keys: the GPU-filling
+// choice, lowered until the split partials fit the workspace.
+int CudaRunner::DecodeSplits(int rows, int max_ctx) const {
+  int splits = cuda::ChooseDecodeSplits(rows, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim,
+                                        max_ctx, num_sms_);
+  while (splits > 1 && cuda::AttnWorkspaceFloats(rows, cfg_.num_heads, cfg_.head_dim, splits) >
+                           attn_ws_floats_) {
+    --splits;
+  }
+  return splits;
+}
+
 // Fills the pinned staging area for `b`, padded to rows_pad rows / seqs_pad seqs (graphs).
 Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, StepPlan* p) {
   const int S = int(b.seqs.size()), T = int(b.token_ids.size());
@@ -384,24 +399,10 @@ Status CudaRunner::Stage(const ForwardBatch& b, int rows_pad, int seqs_pad, Step
   p->tc = any_prefill && cuda::PrefillAttentionSupported(cfg_.head_dim);
   p->ndecode = p->tc ? ndecode : 0;
   if (p->ndecode > 0) {
-    int splits = cuda::ChooseDecodeSplits(ndecode, cfg_.num_heads, cfg_.num_kv_heads,
-                                          cfg_.head_dim, max_decode_ctx, num_sms_);
-    while (splits > 1 && cuda::AttnWorkspaceFloats(ndecode, cfg_.num_heads, cfg_.head_dim,
-                                                   splits) > attn_ws_floats_) {
-      --splits;
-    }
-    p->decode_splits = splits;
+    p->decode_splits = DecodeSplits(ndecode, max_decode_ctx);
   }
   p->copy_bytes = ml_.block_ids + b.block_ids.size() * 4;
-  if (!p->tc) {
-    int splits = cuda::ChooseDecodeSplits(rows_pad, cfg_.num_heads, cfg_.num_kv_heads,
-                                          cfg_.head_dim, max_ctx, num_sms_);
-    while (splits > 1 &&
-           cuda::AttnWorkspaceFloats(rows_pad, cfg_.num_heads, cfg_.head_dim, splits) > attn_ws_floats_) {
-      --splits;
-    }
-    p->splits = splits;
-  }
+  if (!p->tc) p->splits = DecodeSplits(rows_pad, max_ctx);
   return OkStatus();
 }
 
@@ -414,7 +415,7 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
   const float* prev_bias = nullptr;
   for (int l = 0; l < cfg_.num_layers; ++l) {
     const cuda::DevLayer& L = w_.layers[l];
-    const bool norm = !Ablated("norm"), gemv = !Ablated("gemv");
+    const bool norm = !ablate_.norm, gemv = !ablate_.gemv;
     if (norm) {
       cuda::LaunchAddRmsNorm(x_, l == 0 ? nullptr : proj_, prev_bias, L.in_norm, eps, rows, H, h_,
                              nullptr, stream_);
@@ -422,7 +423,7 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
     if (gemv) PD_RETURN_IF_ERROR(Gemm(h_, rows, H, L.wqkv, qkv, qkv_, false));
     cuda::RopeArgs ra{qkv_, L.qkv_bias, L.q_norm, L.k_norm, eps, inv_freq_, nh, nkv, D, rows, l,
                       q_, kv_};
-    if (!Ablated("rope")) cuda::LaunchRopeKvWrite(ra, meta_, stream_);
+    if (!ablate_.rope) cuda::LaunchRopeKvWrite(ra, meta_, stream_);
     if (on_layer && *on_layer) {
       PD_CUDA_RET(cudaEventRecord(layer_event_, stream_));
       PD_CUDA_RET(cudaEventSynchronize(layer_event_));
@@ -430,7 +431,7 @@ Status CudaRunner::Enqueue(const StepPlan& p, const std::function<void(int)>* on
     }
     cuda::AttnArgs aa{q_, attn_, nh, nkv, D, rows, p.seqs, l, cfg_.sliding_window,
                       1.0f / std::sqrt(float(D)), kv_, split_cnt_};
-    if (Ablated("attn")) {
+    if (ablate_.attn) {
     } else if (p.tc) {
       if (p.ntiles > 0) {
         cuda::LaunchPrefillAttention(aa, meta_, At<int32_t>(ml_.tiles, true), p.ntiles, stream_);
@@ -505,14 +506,7 @@ Status CudaRunner::Forward(const ForwardBatch& batch, ForwardResult* result) {
   }
   StepPlan p;
   PD_RETURN_IF_ERROR(Stage(batch, graph ? bucket : T, graph ? bucket : S, &p));
-  if (graph) {
-    p.splits = cuda::ChooseDecodeSplits(bucket, cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim,
-                                        cfg_.max_position_embeddings, num_sms_);
-    while (p.splits > 1 && cuda::AttnWorkspaceFloats(bucket, cfg_.num_heads, cfg_.head_dim,
-                                                     p.splits) > attn_ws_floats_) {
-      --p.splits;
-    }
-  }
+  if (graph) p.splits = DecodeSplits(bucket, cfg_.max_position_embeddings);
   PD_CUDA_RET(cudaMemcpyAsync(meta_dev_, meta_host_, p.copy_bytes, cudaMemcpyHostToDevice, stream_));
   if (graph) {
     PD_RETURN_IF_ERROR(RunGraph(p, bucket));
