@@ -66,23 +66,29 @@ CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chun
     px_.push_back(x.tokens);
     py_.push_back(std::max(x.ms, py_.back()));  // forward time never shrinks with more tokens
   }
-  std::map<int, std::vector<double>> ratios;  // cached -> measured / marginal (pure chunks)
+  // Per key, the mean of the values added under it: appended to xs / ys in key order.
+  using Means = std::map<int, std::pair<double, int>>;
+  const auto append_means = [](const Means& m, std::vector<double>* xs, std::vector<double>* ys) {
+    for (const auto& [key, sum_n] : m) {
+      xs->push_back(key);
+      ys->push_back(sum_n.first / sum_n.second);
+    }
+  };
+  Means ratios;  // cached -> measured / marginal (pure chunks)
   for (const ChunkPoint& c : p.chunks) {
     const double model = MarginalChunkMs(c.tokens, c.cached);
-    if (c.decode_batch == 0 && model > 0) ratios[c.cached].push_back(c.ms / model);
+    if (c.decode_batch > 0 || model <= 0) continue;
+    auto& [sum, n] = ratios[c.cached];
+    sum += c.ms / model;
+    ++n;
   }
-  for (const auto& [cached, rs] : ratios) {
-    rx_.push_back(cached);
-    double sum = 0;
-    for (double r : rs) sum += r;
-    ry_.push_back(sum / rs.size());
-  }
+  append_means(ratios, &rx_, &ry_);
   // Mixed points: what the step costs beyond its decode part and its (corrected) chunk, averaged
   // per decode batch: the work done for the decode rows next to a chunk (their attention, their
   // GEMM rows) minus what the two parts share (the weights are read once). Modelled as linear
   // in the number of decoding sequences through (0, 0) and the measured batches, extrapolated
   // past the largest one; negative where sharing wins (StepMs never goes below either part).
-  std::map<int, std::pair<double, int>> mix;  // decode batch -> (sum of excess, points)
+  Means mix;  // decode batch -> excess
   for (const ChunkPoint& c : p.chunks) {
     if (c.decode_batch == 0) continue;
     const double chunk = MeasuredChunkMs(c.tokens, c.cached);
@@ -93,10 +99,7 @@ CostModel::CostModel(const Profile& p, double chunk_factor) : chunk_factor_(chun
   if (!mix.empty()) {
     mx_ = {0};
     my_ = {0};
-    for (const auto& [b, e] : mix) {
-      mx_.push_back(b);
-      my_.push_back(e.first / e.second);
-    }
+    append_means(mix, &mx_, &my_);
   }
 }
 

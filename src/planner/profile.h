@@ -60,8 +60,9 @@ struct Profile {
   std::vector<DecodePoint> decode;    // any order; a grid over (batch, context) is best
   // Optional ("chunks" in JSON): chunked-prefill and mixed steps measured directly. When present,
   // CostModel scales the one-shot marginal chunk cost by the measured/modelled ratio of the
-  // pure chunk points (interpolated in `cached`), and adds the mean measured excess of the mixed
-  // points (step - decode - chunk) to every step that has both decode rows and a chunk.
+  // pure chunk points (interpolated in `cached`), and adds the measured excess of the mixed
+  // points (step - decode - chunk), interpolated in the number of decoding sequences, to every
+  // step that has both decode rows and a chunk.
   std::vector<ChunkPoint> chunks;
 
   // Forward time (ms) of one prompt of `tokens` tokens with nothing cached: piecewise-linear in
