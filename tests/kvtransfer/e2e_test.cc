@@ -166,19 +166,13 @@ TEST(E2eTest, SenderResumedAfterTheDeadlineSendsNothingMore) {
   TransferEngine rx(o);
   ASSERT_TRUE(rx.RegisterArena({arena.data(), arena.size()}).ok());
   ASSERT_TRUE(rx.Start().ok());
-  std::string hex;
-  for (unsigned char ch : rx.LocalMetadata()) {
-    static const char* d = "0123456789abcdef";
-    hex += d[ch >> 4];
-    hex += d[ch & 15];
-  }
   PeerProcess tx("prefill", kBytes);
   auto landed = [&] {
     size_t n = 0;
     for (size_t i = 0; i < kBytes; i += 4096) n += arena[i] != 0;  // one byte per 4 KiB page
     return n * 4096;
   };
-  tx.Tell("send_and_stop " + hex + " " + std::to_string(kBytes) + " 300");
+  tx.Tell("send_and_stop " + ToHex(rx.LocalMetadata()) + " " + std::to_string(kBytes) + " 300");
   std::this_thread::sleep_for(milliseconds(900));  // stopped; the deadline passes
   const size_t before = landed();
   tx.Signal(SIGCONT);

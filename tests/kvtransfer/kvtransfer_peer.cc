@@ -15,6 +15,7 @@
 //   quit                   -> exits
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +29,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "hex.h"
 #include "kvtransfer/transfer_engine.h"
 
 namespace {
@@ -102,13 +104,7 @@ int main(int argc, char** argv) {
     std::cout << "ERROR " << st.ToString() << std::endl;
     return 1;
   }
-  std::string hex;
-  for (unsigned char ch : e.LocalMetadata()) {
-    static const char* d = "0123456789abcdef";
-    hex += d[ch >> 4];
-    hex += d[ch & 15];
-  }
-  std::cout << "META " << hex << std::endl;
+  std::cout << "META " << ToHex(e.LocalMetadata()) << std::endl;
   std::string cmd;
   while (std::cin >> cmd) {
     if (cmd == "sum") {
@@ -132,13 +128,9 @@ int main(int argc, char** argv) {
       std::string mhex;
       uint64_t len = 0, deadline_ms = 0;
       std::cin >> mhex >> len >> deadline_ms;
-      std::string blob;
-      for (size_t j = 0; j + 1 < mhex.size(); j += 2) {
-        blob += static_cast<char>(std::stoi(mhex.substr(j, 2), nullptr, 16));
-      }
       len = std::min<uint64_t>(len, a.bytes);
       if (a.kind == "host") std::memset(a.base, 0x5a, len);
-      auto peer = e.LoadRemoteMetadata(blob);
+      auto peer = e.LoadRemoteMetadata(FromHex(mhex));
       pd::Status cs = peer.ok() ? e.Connect(*peer) : peer.status();
       if (!cs.ok()) {
         std::cout << "ERROR " << cs.ToString() << std::endl;

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "hex.h"
+
 namespace pd::kvtransfer {
 
 inline constexpr uint64_t kPeerCompat = 77;
@@ -60,10 +62,7 @@ class PeerProcess {
       ADD_FAILURE() << "kvtransfer_peer did not start: " << first;
       return;
     }
-    const std::string hex = first.substr(5);
-    for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-      meta_ += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-    }
+    meta_ = FromHex(first.substr(5));
   }
   ~PeerProcess() { Kill(); }
   std::string Line() {

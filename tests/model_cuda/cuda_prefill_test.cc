@@ -106,6 +106,31 @@ TEST(CudaKernels, PrefillAttentionMmaMatchesCpu) {
   PrefillVariantCases(1);
 }
 
+// A 2-layer random model with head dim 128 (the golden models have head_dim <= 64) and a CUDA
+// runner for it: the runner-level tests of the tensor-core prompt paths.
+ModelConfig SmallHeadDim128() {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.vocab_size = 1000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1024;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 128;
+  c.max_position_embeddings = 4096;
+  return c;
+}
+
+RunnerOptions SmallRunnerOptions(int max_seqs) {
+  RunnerOptions o;
+  o.backend = "cuda";
+  o.num_kv_blocks = 200;
+  o.max_batch_tokens = 1024;
+  o.max_seqs = max_seqs;
+  return o;
+}
+
 // Last-position logits of `prompt` fed in chunks (each chunk attends to the cached prefix).
 std::vector<float> ChunkedLogits(ModelRunner* r, const std::vector<int32_t>& prompt, int chunk) {
   const int bs = r->kv_arena().layout.block_size, n = int(prompt.size());
@@ -136,21 +161,8 @@ std::vector<float> ChunkedLogits(ModelRunner* r, const std::vector<int32_t>& pro
 TEST(CudaKernels, PrefillRunnerHeadDim128ChunkedMatchesOneShot) {
   PD_REQUIRE_GPU();
   PD_REQUIRE_WGMMA_PREFILL();
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 1000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1024;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 128;
-  c.max_position_embeddings = 4096;
-  RunnerOptions o;
-  o.backend = "cuda";
-  o.num_kv_blocks = 200;
-  o.max_batch_tokens = 1024;
-  o.max_seqs = 4;
+  const ModelConfig c = SmallHeadDim128();
+  const RunnerOptions o = SmallRunnerOptions(4);
   auto r = CreateCudaRunnerRandom(c, o, 5);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   std::vector<int32_t> prompt(700);
@@ -196,21 +208,8 @@ ForwardBatch MixedBatch(const std::vector<std::pair<int, int>>& seqs, std::mt199
 
 TEST(CudaKernels, MixedBatchDecodeRowsMatchPrefillTiles) {
   PD_REQUIRE_GPU();
-  ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 1000;
-  c.hidden_size = 512;
-  c.intermediate_size = 1024;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 128;
-  c.max_position_embeddings = 4096;
-  RunnerOptions o;
-  o.backend = "cuda";
-  o.num_kv_blocks = 200;
-  o.max_batch_tokens = 1024;
-  o.max_seqs = 8;
+  const ModelConfig c = SmallHeadDim128();
+  const RunnerOptions o = SmallRunnerOptions(8);
   auto fast = CreateCudaRunnerRandom(c, o, 5);
   setenv("PD_CUDA_MIXED", "0", 1);
   auto tiles = CreateCudaRunnerRandom(c, o, 5);
