@@ -395,7 +395,7 @@ bool TcpTransport::DropIfTransferEnded(Conn* c, const OutFrame& f) {
   auto it = c->chunks.find(f.chunk_id);
   if (it == c->chunks.end()) return false;
   auto x = xfers_.find(it->second.xfer);
-  if (x != xfers_.end() && (x->second.w.deadline_ns == 0 || NowNs() < x->second.w.deadline_ns)) {
+  if (x != xfers_.end() && !x->second.Expired(NowNs())) {
     return false;
   }
   c->inflight -= it->second.bytes;
@@ -474,7 +474,7 @@ bool TcpTransport::SchedulePeer(PeerId id, Peer& p) {
       continue;
     }
     Xfer& x = xit->second;
-    if (x.w.deadline_ns > 0 && NowNs() >= x.w.deadline_ns) {  // CheckTimers fails it
+    if (x.Expired(NowNs())) {  // CheckTimers fails it
       p.queue.pop_front();
       continue;
     }

@@ -155,6 +155,7 @@ struct Xfer {
   uint32_t chunks = 0;
   bool notify_sent = false, notify_acked = false;
   bool stage = false;  // WRITE from a GPU arena: chunks go through tx bounce slots
+  bool Expired(int64_t now_ns) const { return w.deadline_ns > 0 && now_ns >= w.deadline_ns; }
 };
 
 struct Peer {

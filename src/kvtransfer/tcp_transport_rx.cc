@@ -392,7 +392,7 @@ void TcpTransport::CheckTimers() {
   last_timer_ns_ = now;
   std::vector<TransferId> expired, waiting_notify;
   for (auto& [id, x] : xfers_) {
-    if (x.w.deadline_ns > 0 && now >= x.w.deadline_ns) expired.push_back(id);
+    if (x.Expired(now)) expired.push_back(id);
     else if (x.acked >= x.w.bytes && x.w.has_notify && !x.notify_sent) waiting_notify.push_back(id);
   }
   for (TransferId id : expired) {
